@@ -1,0 +1,808 @@
+package pikkuredis_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	mathrand "math/rand"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/ory/dockertest/v3"
+	"github.com/ory/dockertest/v3/docker"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pikkujs/pikkuredis"
+	"github.com/pikkujs/pikkuredis/internal/redisserver"
+)
+
+// redisURL is the Redis every integration test, example and benchmark
+// uses, found by TestMain. Tests only touch keys under their own random
+// prefix and never flush it: it may be a server someone else uses.
+var redisURL string
+
+const howToProvideRedis = "set REDIS_URL=redis://host:port, run a Docker daemon, or install redis-server (apt-get install redis-server)"
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	url, how, stop, err := findRedis()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintf(os.Stderr, "FAIL: no Redis for the tests: %v\n%s\n", err, howToProvideRedis)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "SKIP: every test of this package needs a real Redis and none was found: %v\nTo run them, %s.\n", err, howToProvideRedis)
+		return 0
+	}
+	defer stop()
+	redisURL = url
+	fmt.Fprintf(os.Stderr, "pikkuredis tests: Redis from %s\n", how)
+	return m.Run()
+}
+
+// findRedis returns REDIS_URL when set; else starts a container when a
+// Docker daemon answers; else starts redis-server from PATH on a free port.
+func findRedis() (url, how string, stop func(), err error) {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		if err := pingURL(u); err != nil {
+			return "", "", nil, fmt.Errorf("REDIS_URL=%s does not answer PING: %w", u, err)
+		}
+		return u, "REDIS_URL", func() {}, nil
+	}
+	if url, stop, err := startDocker(); err == nil {
+		return url, "a Docker container (dockertest)", stop, nil
+	}
+	srv, err := redisserver.Start()
+	if err != nil {
+		return "", "", nil, err
+	}
+	return srv.URL, "redis-server on " + srv.Addr + " (started by the tests)", srv.Stop, nil
+}
+
+func startDocker() (string, func(), error) {
+	pool, err := dockertest.NewPool("")
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := pool.Client.PingWithContext(ctx); err != nil {
+		return "", nil, err
+	}
+	res, err := pool.RunWithOptions(&dockertest.RunOptions{Repository: "redis", Tag: "7"},
+		func(hc *docker.HostConfig) { hc.AutoRemove = true })
+	if err != nil {
+		return "", nil, err
+	}
+	res.Expire(600) // never outlive a crashed test run by long
+	url := "redis://" + res.GetHostPort("6379/tcp")
+	pool.MaxWait = 30 * time.Second
+	if err := pool.Retry(func() error { return pingURL(url) }); err != nil {
+		pool.Purge(res)
+		return "", nil, err
+	}
+	return url, func() { pool.Purge(res) }, nil
+}
+
+func pingURL(url string) error {
+	c, err := redis.DialURL(url, redis.DialConnectTimeout(2*time.Second), redis.DialReadTimeout(2*time.Second))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Do("PING")
+	return err
+}
+
+// newPrefix returns a key prefix no other test uses, and removes the
+// test's keys (only those) when it ends.
+func newPrefix(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	prefix := "pikkuredis-test-" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		c := dialRaw(t)
+		defer c.Close()
+		for _, k := range scanKeys(t, c, prefix) {
+			c.Do("DEL", k)
+		}
+	})
+	return prefix
+}
+
+// dialRaw opens a plain redigo connection to check what the store wrote.
+func dialRaw(t testing.TB) redis.Conn {
+	t.Helper()
+	c, err := redis.DialURL(redisURL, redis.DialReadTimeout(10*time.Second))
+	if err != nil {
+		t.Fatalf("dial %s: %v", redisURL, err)
+	}
+	return c
+}
+
+// scanKeys lists every key under prefix. The prefix is hex, so it holds no
+// glob characters; everything after it may.
+func scanKeys(t testing.TB, c redis.Conn, prefix string) []string {
+	t.Helper()
+	var out []string
+	cursor := "0"
+	for {
+		reply, err := redis.Values(c.Do("SCAN", cursor, "MATCH", prefix+":*", "COUNT", 1000))
+		if err != nil {
+			t.Fatalf("scan: %v", err)
+		}
+		cursor, _ = redis.String(reply[0], nil)
+		keys, _ := redis.Strings(reply[1], nil)
+		out = append(out, keys...)
+		if cursor == "0" {
+			return out
+		}
+	}
+}
+
+// newPool returns a caller-owned pool, closed when the test ends.
+func newPool(t testing.TB) *redis.Pool {
+	t.Helper()
+	p := &redis.Pool{
+		MaxActive: 64, MaxIdle: 64, Wait: true,
+		DialContext: func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialURLContext(ctx, redisURL, redis.DialReadTimeout(10*time.Second))
+		},
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// ownRedis starts a redis-server for this test alone, for tests that do
+// what must never be done to a shared server (SCRIPT FLUSH, kill...).
+func ownRedis(t testing.TB) *redisserver.Server {
+	t.Helper()
+	srv, err := redisserver.Start()
+	if err != nil {
+		if errors.Is(err, redisserver.ErrNotInstalled) && os.Getenv("CI") != "true" {
+			t.Skipf("needs a redis-server of its own: %v", err)
+		}
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// blackhole listens on loopback and accepts connections but never answers:
+// a server that hangs. It is closed when the test ends.
+func blackhole(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "redis://" + l.Addr().String()
+}
+
+// closedPortURL returns a redis:// URL on which nothing listens.
+func closedPortURL(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "redis://" + addr
+}
+
+func oddStrings() map[string]string {
+	return map[string]string{
+		"colons":   "a:b:c",
+		"braces":   "{tag}x{y}",
+		"spaces":   "with some spaces",
+		"newlines": "line1\nline2\r\n",
+		"unicode":  "ünïcødé 🎉 中文",
+		"nul":      "nul\x00byte\x00",
+		"glob":     "*?[a-z]\\",
+		"quotes":   `"'` + "`",
+		"long":     strings.Repeat("x", 4096),
+		"lua":      "%d ..'",
+	}
+}
+
+// stores returns both stores over a fresh caller-owned pool and prefix.
+func stores(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string) {
+	t.Helper()
+	prefix := newPrefix(t)
+	pool := newPool(t)
+	opts = append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)
+	cs := pikkuredis.NewChannelStore(pool, opts...)
+	hs := pikkuredis.NewEventHubStore(pool, opts...)
+	t.Cleanup(func() { cs.Close(); hs.Close() })
+	return cs, hs, prefix
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// --- The conformance cases of Pikku's own store suites ---
+
+func TestAddThenGet(t *testing.T) {
+	cs, _, _ := stores(t)
+	ctx := ctxT(t)
+	before := time.Now().Truncate(time.Millisecond)
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{
+		ChannelID: "c1", ChannelName: "chat", OpeningData: map[string]any{"room": "lobby", "n": 3},
+	}))
+	after := time.Now()
+
+	got, err := cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.Equal(t, "c1", got.ChannelID)
+	assert.Equal(t, "chat", got.ChannelName)
+	assert.JSONEq(t, `{"room":"lobby","n":3}`, string(got.OpeningData))
+	assert.Equal(t, "{}", string(got.Session))
+	assert.False(t, got.CreatedAt.Before(before), "createdAt %v before %v", got.CreatedAt, before)
+	assert.False(t, got.CreatedAt.After(after), "createdAt %v after %v", got.CreatedAt, after)
+}
+
+func TestSessionSetReplaceClear(t *testing.T) {
+	cs, _, _ := stores(t)
+	ctx := ctxT(t)
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat"}))
+
+	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u1"}))
+	got, err := cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"userId":"u1"}`, string(got.Session))
+
+	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u2"}))
+	got, err = cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"userId":"u2"}`, string(got.Session))
+
+	require.NoError(t, cs.SetUserSession(ctx, "c1", nil))
+	got, err = cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.Equal(t, "{}", string(got.Session))
+
+	// A JSON null clears too, as in @pikku/redis.
+	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u3"}))
+	require.NoError(t, cs.SetUserSession(ctx, "c1", json.RawMessage("null")))
+	got, err = cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.Equal(t, "{}", string(got.Session))
+}
+
+func TestMissingChannelIsNotFound(t *testing.T) {
+	cs, _, _ := stores(t)
+	ctx := ctxT(t)
+	_, err := cs.GetChannelAndSession(ctx, "nope-42")
+	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
+	assert.Equal(t, "pikkuredis: channel not found: nope-42", err.Error())
+}
+
+func TestGetHashWithoutChannelIDIsNotFound(t *testing.T) {
+	cs, _, prefix := stores(t)
+	c := dialRaw(t)
+	defer c.Close()
+	_, err := c.Do("HSET", prefix+":channel:half", "userSession", `{"a":1}`)
+	require.NoError(t, err)
+	_, err = cs.GetChannelAndSession(ctxT(t), "half")
+	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
+}
+
+func TestRemoveChannelsEmptyIsNoop(t *testing.T) {
+	cs, _, prefix := stores(t)
+	ctx := ctxT(t)
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
+	require.NoError(t, cs.RemoveChannels(ctx, nil))
+	require.NoError(t, cs.RemoveChannels(ctx, []string{}))
+	c := dialRaw(t)
+	defer c.Close()
+	assert.Equal(t, []string{prefix + ":channel:c1"}, scanKeys(t, c, prefix))
+}
+
+func TestSubscribeTwiceReturnsTrue(t *testing.T) {
+	_, hs, _ := stores(t)
+	ctx := ctxT(t)
+	for i := 0; i < 2; i++ {
+		ok, err := hs.Subscribe(ctx, "news", "c1")
+		require.NoError(t, err)
+		assert.True(t, ok, "subscribe #%d", i+1)
+	}
+	ids, err := hs.GetChannelIDsForTopic(ctx, "news")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"c1"}, ids)
+}
+
+func TestUnsubscribeTrueThenFalse(t *testing.T) {
+	_, hs, _ := stores(t)
+	ctx := ctxT(t)
+	_, err := hs.Subscribe(ctx, "news", "c1")
+	require.NoError(t, err)
+	ok, err := hs.Unsubscribe(ctx, "news", "c1")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	ok, err = hs.Unsubscribe(ctx, "news", "c1")
+	require.NoError(t, err)
+	assert.False(t, ok)
+	ok, err = hs.Unsubscribe(ctx, "never", "c9")
+	require.NoError(t, err)
+	assert.False(t, ok)
+}
+
+func TestUnknownTopicIsEmptyNonNil(t *testing.T) {
+	_, hs, _ := stores(t)
+	ids, err := hs.GetChannelIDsForTopic(ctxT(t), "nobody-here")
+	require.NoError(t, err)
+	require.NotNil(t, ids)
+	assert.Empty(t, ids)
+}
+
+// --- The exact bytes in Redis ---
+
+func TestLayoutExactFieldsAndSets(t *testing.T) {
+	cs, hs, prefix := stores(t)
+	ctx := ctxT(t)
+	c := dialRaw(t)
+	defer c.Close()
+
+	before := time.Now().UnixMilli()
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{
+		ChannelID: "c1", ChannelName: "chat",
+		OpeningData: struct {
+			Room string `json:"room"`
+			HTML string `json:"html"`
+		}{"lobby", "<b>&</b>"},
+	}))
+	after := time.Now().UnixMilli()
+
+	h, err := redis.StringMap(c.Do("HGETALL", prefix+":channel:c1"))
+	require.NoError(t, err)
+	created, err := strconv.ParseInt(h["createdAt"], 10, 64)
+	require.NoError(t, err, "createdAt must be decimal milliseconds, got %q", h["createdAt"])
+	assert.GreaterOrEqual(t, created, before)
+	assert.LessOrEqual(t, created, after)
+	delete(h, "createdAt")
+	// JSON.stringify writes <, > and & as they are.
+	assert.Equal(t, map[string]string{
+		"channelId":   "c1",
+		"channelName": "chat",
+		"openingData": `{"room":"lobby","html":"<b>&</b>"}`,
+	}, h, "no userSession field until a session is set")
+
+	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]any{"userId": "u1", "roles": []string{"a<b"}}))
+	s, err := redis.String(c.Do("HGET", prefix+":channel:c1", "userSession"))
+	require.NoError(t, err)
+	assert.Equal(t, `{"roles":["a<b"],"userId":"u1"}`, s)
+
+	require.NoError(t, cs.SetUserSession(ctx, "c1", nil))
+	exists, err := redis.Int(c.Do("HEXISTS", prefix+":channel:c1", "userSession"))
+	require.NoError(t, err)
+	assert.Equal(t, 0, exists, "a cleared session removes the field")
+
+	_, err = hs.Subscribe(ctx, "news", "c1")
+	require.NoError(t, err)
+	_, err = hs.Subscribe(ctx, "sport", "c1")
+	require.NoError(t, err)
+	topic, err := redis.Strings(c.Do("SMEMBERS", prefix+":topic:news"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"c1"}, topic)
+	subs, err := redis.Strings(c.Do("SMEMBERS", prefix+":subs:c1"))
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"news", "sport"}, subs)
+
+	assert.ElementsMatch(t, []string{
+		prefix + ":channel:c1", prefix + ":topic:news", prefix + ":topic:sport", prefix + ":subs:c1",
+	}, scanKeys(t, c, prefix))
+}
+
+func TestOpeningDataNilOrNullIsEmptyObject(t *testing.T) {
+	cs, _, prefix := stores(t)
+	ctx := ctxT(t)
+	c := dialRaw(t)
+	defer c.Close()
+	var nilPtr *struct{ A int }
+	for i, data := range []any{nil, json.RawMessage("null"), nilPtr} {
+		id := fmt.Sprintf("c%d", i)
+		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, OpeningData: data}))
+		raw, err := redis.String(c.Do("HGET", prefix+":channel:"+id, "openingData"))
+		require.NoError(t, err)
+		assert.Equal(t, "{}", raw, "opening data %#v", data)
+	}
+}
+
+func TestAddChannelOverwriteKeepsSession(t *testing.T) {
+	cs, _, _ := stores(t)
+	ctx := ctxT(t)
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "old", OpeningData: map[string]int{"v": 1}}))
+	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u1"}))
+	first, err := cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	time.Sleep(5 * time.Millisecond) // so that the new createdAt is a later millisecond
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "new", OpeningData: map[string]int{"v": 2}}))
+
+	got, err := cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.Equal(t, "new", got.ChannelName)
+	assert.JSONEq(t, `{"v":2}`, string(got.OpeningData))
+	assert.JSONEq(t, `{"userId":"u1"}`, string(got.Session))
+	assert.True(t, got.CreatedAt.After(first.CreatedAt), "createdAt is rewritten")
+}
+
+func TestSetUserSessionOnMissingChannelWritesNothing(t *testing.T) {
+	cs, _, prefix := stores(t)
+	ctx := ctxT(t)
+	err := cs.SetUserSession(ctx, "ghost", map[string]string{"userId": "u1"})
+	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
+	assert.Contains(t, err.Error(), "ghost")
+	err = cs.SetUserSession(ctx, "ghost", nil)
+	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound, "clearing a missing channel's session")
+	c := dialRaw(t)
+	defer c.Close()
+	assert.Empty(t, scanKeys(t, c, prefix))
+}
+
+// --- RemoveChannels ---
+
+// populate adds n channels c0..c(n-1), each subscribed to subsPer of the
+// topics t0..t(topics-1), and returns their ids.
+func populate(t testing.TB, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, n, subsPer, topics int) []string {
+	t.Helper()
+	ctx := context.Background()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c%d", i)
+		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: ids[i], ChannelName: "n"}))
+		for j := 0; j < subsPer; j++ {
+			_, err := hs.Subscribe(ctx, fmt.Sprintf("t%d", (i+j)%topics), ids[i])
+			require.NoError(t, err)
+		}
+	}
+	return ids
+}
+
+func TestRemoveChannelsLargeLeavesNoTrace(t *testing.T) {
+	cs, hs, prefix := stores(t)
+	ctx := ctxT(t)
+	c := dialRaw(t)
+	defer c.Close()
+	const n, subsPer, topics = 2000, 3, 20
+	ids := populate(t, cs, hs, n, subsPer, topics)
+
+	var even, odd []string
+	for i, id := range ids {
+		if i%2 == 0 {
+			even = append(even, id)
+		} else {
+			odd = append(odd, id)
+		}
+	}
+	// 1,000 ids: two full chunks of the default 500.
+	require.NoError(t, cs.RemoveChannels(ctx, even))
+
+	removed := map[string]bool{}
+	for _, id := range even {
+		removed[id] = true
+	}
+	for i := 0; i < topics; i++ {
+		members, err := redis.Strings(c.Do("SMEMBERS", fmt.Sprintf("%s:topic:t%d", prefix, i)))
+		require.NoError(t, err)
+		for _, m := range members {
+			require.False(t, removed[m], "removed channel %s still in topic t%d", m, i)
+		}
+	}
+	for i, id := range odd {
+		got, err := cs.GetChannelAndSession(ctx, id)
+		require.NoError(t, err, "kept channel %s", id)
+		require.Equal(t, id, got.ChannelID)
+		subs, err := redis.Strings(c.Do("SMEMBERS", prefix+":subs:"+id))
+		require.NoError(t, err)
+		require.Len(t, subs, subsPer, "kept channel %s keeps its subscriptions", id)
+		if i%100 == 0 {
+			for _, topic := range subs {
+				member, err := redis.Bool(c.Do("SISMEMBER", prefix+":topic:"+topic, id))
+				require.NoError(t, err)
+				require.True(t, member, "kept channel %s still in topic %s", id, topic)
+			}
+		}
+	}
+	for _, id := range even {
+		_, err := cs.GetChannelAndSession(ctx, id)
+		require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
+	}
+
+	require.NoError(t, cs.RemoveChannels(ctx, odd))
+	assert.Empty(t, scanKeys(t, c, prefix), "no key under the prefix remains")
+}
+
+func TestRemoveChannelsChunkBoundaries(t *testing.T) {
+	// 10 ids in chunks of 3: three full chunks and one of 1.
+	cs, hs, prefix := stores(t, pikkuredis.WithRemoveChunkSize(3))
+	ctx := ctxT(t)
+	ids := populate(t, cs, hs, 10, 2, 4)
+	require.NoError(t, cs.RemoveChannels(ctx, ids))
+	c := dialRaw(t)
+	defer c.Close()
+	assert.Empty(t, scanKeys(t, c, prefix))
+}
+
+func TestRemoveChannelsUnknownAndDuplicateIDs(t *testing.T) {
+	cs, hs, prefix := stores(t)
+	ctx := ctxT(t)
+	ids := populate(t, cs, hs, 2, 2, 2)
+	require.NoError(t, cs.RemoveChannels(ctx, []string{"never-added", ids[0], ids[0], ids[1]}))
+	c := dialRaw(t)
+	defer c.Close()
+	assert.Empty(t, scanKeys(t, c, prefix))
+}
+
+// --- Concurrency: the two directions never disagree ---
+
+func TestConcurrentMixKeepsIndexesConsistent(t *testing.T) {
+	cs, hs, prefix := stores(t)
+	ctx := ctxT(t)
+	const workers, opsEach, channels, topics = 40, 150, 8, 4
+
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(seed int64) {
+			defer wg.Done()
+			rng := mathrand.New(mathrand.NewSource(seed))
+			for i := 0; i < opsEach; i++ {
+				id := fmt.Sprintf("c%d", rng.Intn(channels))
+				topic := fmt.Sprintf("t%d", rng.Intn(topics))
+				var err error
+				switch rng.Intn(4) {
+				case 0:
+					err = cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: "x"})
+				case 1:
+					_, err = hs.Subscribe(ctx, topic, id)
+				case 2:
+					_, err = hs.Unsubscribe(ctx, topic, id)
+				case 3:
+					err = cs.RemoveChannels(ctx, []string{id, fmt.Sprintf("c%d", rng.Intn(channels))})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(int64(w))
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assertIndexesAgree(t, prefix)
+}
+
+// assertIndexesAgree checks both directions: every member of a topic set
+// lists the topic in its subs set, and every subs entry is in its topic set.
+func assertIndexesAgree(t *testing.T, prefix string) {
+	t.Helper()
+	c := dialRaw(t)
+	defer c.Close()
+	topicPrefix, subsPrefix := prefix+":topic:", prefix+":subs:"
+	checked := 0
+	for _, key := range scanKeys(t, c, prefix) {
+		switch {
+		case strings.HasPrefix(key, topicPrefix):
+			topic := strings.TrimPrefix(key, topicPrefix)
+			members, err := redis.Strings(c.Do("SMEMBERS", key))
+			require.NoError(t, err)
+			for _, id := range members {
+				ok, err := redis.Bool(c.Do("SISMEMBER", subsPrefix+id, topic))
+				require.NoError(t, err)
+				assert.True(t, ok, "channel %s is in topic %s but its subs set lacks it", id, topic)
+				checked++
+			}
+		case strings.HasPrefix(key, subsPrefix):
+			id := strings.TrimPrefix(key, subsPrefix)
+			subs, err := redis.Strings(c.Do("SMEMBERS", key))
+			require.NoError(t, err)
+			for _, topic := range subs {
+				ok, err := redis.Bool(c.Do("SISMEMBER", topicPrefix+topic, id))
+				require.NoError(t, err)
+				assert.True(t, ok, "channel %s lists topic %s but the topic set lacks it", id, topic)
+				checked++
+			}
+		}
+	}
+	t.Logf("checked %d index entries in both directions", checked)
+}
+
+// --- Input ---
+
+func TestOddIDsAndTopicsRoundTrip(t *testing.T) {
+	cs, hs, prefix := stores(t)
+	ctx := ctxT(t)
+	c := dialRaw(t)
+	defer c.Close()
+	for name, s := range oddStrings() {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: s, ChannelName: s, OpeningData: map[string]string{"v": s}}))
+			require.NoError(t, cs.SetUserSession(ctx, s, map[string]string{"s": s}))
+			got, err := cs.GetChannelAndSession(ctx, s)
+			require.NoError(t, err)
+			assert.Equal(t, s, got.ChannelID)
+			assert.Equal(t, s, got.ChannelName)
+			var od, sess map[string]string
+			require.NoError(t, json.Unmarshal(got.OpeningData, &od))
+			require.NoError(t, json.Unmarshal(got.Session, &sess))
+			assert.Equal(t, s, od["v"])
+			assert.Equal(t, s, sess["s"])
+
+			// The key is exactly prefix:channel:id, with the id's bytes as they are.
+			n, err := redis.Int(c.Do("EXISTS", prefix+":channel:"+s))
+			require.NoError(t, err)
+			assert.Equal(t, 1, n)
+
+			_, err = hs.Subscribe(ctx, s, s)
+			require.NoError(t, err)
+			ids, err := hs.GetChannelIDsForTopic(ctx, s)
+			require.NoError(t, err)
+			assert.Equal(t, []string{s}, ids)
+
+			require.NoError(t, cs.RemoveChannels(ctx, []string{s}))
+			ids, err = hs.GetChannelIDsForTopic(ctx, s)
+			require.NoError(t, err)
+			assert.Empty(t, ids, "removal reaches topic keys built inside Lua from the id's topic")
+		})
+	}
+	assert.Empty(t, scanKeys(t, c, prefix))
+}
+
+func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
+	cs, hs, prefix := stores(t)
+	ctx := ctxT(t)
+	c := dialRaw(t)
+	defer c.Close()
+
+	unencodable := []any{make(chan int), func() {}, math.NaN(), map[bool]int{true: 1}}
+	cases := map[string]func() error{
+		"add empty id":      func() error { return cs.AddChannel(ctx, pikkuredis.Channel{ChannelName: "x"}) },
+		"remove empty id":   func() error { return cs.RemoveChannels(ctx, []string{"a", ""}) },
+		"session empty id":  func() error { return cs.SetUserSession(ctx, "", map[string]int{}) },
+		"get empty id":      func() error { _, err := cs.GetChannelAndSession(ctx, ""); return err },
+		"topic ids empty":   func() error { _, err := hs.GetChannelIDsForTopic(ctx, ""); return err },
+		"sub empty topic":   func() error { _, err := hs.Subscribe(ctx, "", "c1"); return err },
+		"sub empty id":      func() error { _, err := hs.Subscribe(ctx, "t", ""); return err },
+		"unsub empty topic": func() error { _, err := hs.Unsubscribe(ctx, "", "c1"); return err },
+		"unsub empty id":    func() error { _, err := hs.Unsubscribe(ctx, "t", ""); return err },
+	}
+	for i, v := range unencodable {
+		v := v
+		cases[fmt.Sprintf("add unencodable %d", i)] = func() error {
+			return cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "bad", OpeningData: v})
+		}
+		cases[fmt.Sprintf("session unencodable %d", i)] = func() error { return cs.SetUserSession(ctx, "bad", v) }
+	}
+	for name, call := range cases {
+		err := call()
+		require.Error(t, err, name)
+		assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument, name)
+		assert.True(t, strings.HasPrefix(err.Error(), "pikkuredis: "), "%s: %v", name, err)
+	}
+	assert.Empty(t, scanKeys(t, c, prefix), "nothing written")
+
+	// A refused session leaves the stored one as it was.
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
+	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u1"}))
+	require.ErrorIs(t, cs.SetUserSession(ctx, "c1", make(chan int)), pikkuredis.ErrInvalidArgument)
+	got, err := cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"userId":"u1"}`, string(got.Session))
+}
+
+func TestScriptErrorsNameTheScript(t *testing.T) {
+	_, hs, prefix := stores(t)
+	c := dialRaw(t)
+	defer c.Close()
+	_, err := c.Do("SET", prefix+":topic:wrongtype", "a string, not a set")
+	require.NoError(t, err)
+	_, err = hs.Subscribe(ctxT(t), "wrongtype", "c1")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "pikkuredis: subscribe: script subscribe:")
+	assert.Contains(t, err.Error(), "WRONGTYPE")
+}
+
+func TestCorruptStoredJSONIsAnError(t *testing.T) {
+	cs, _, prefix := stores(t)
+	c := dialRaw(t)
+	defer c.Close()
+	_, err := c.Do("HSET", prefix+":channel:c1", "channelId", "c1", "openingData", "{not json")
+	require.NoError(t, err)
+	_, err = cs.GetChannelAndSession(ctxT(t), "c1")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "openingData is not JSON")
+}
+
+// --- Typed view ---
+
+type roomData struct {
+	Room string `json:"room"`
+}
+
+type userSession struct {
+	UserID string   `json:"userId"`
+	Roles  []string `json:"roles,omitempty"`
+}
+
+func TestTypedView(t *testing.T) {
+	cs, _, prefix := stores(t)
+	ctx := ctxT(t)
+	typed := pikkuredis.NewTyped[roomData, userSession](cs)
+
+	require.NoError(t, typed.AddChannel(ctx, "c1", "chat", roomData{Room: "lobby"}))
+	got, err := typed.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.Equal(t, roomData{Room: "lobby"}, got.OpeningData)
+	assert.False(t, got.HasSession)
+	assert.Equal(t, userSession{}, got.Session)
+
+	require.NoError(t, typed.SetUserSession(ctx, "c1", userSession{UserID: "u1", Roles: []string{"admin"}}))
+	got, err = typed.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.True(t, got.HasSession)
+	assert.Equal(t, userSession{UserID: "u1", Roles: []string{"admin"}}, got.Session)
+
+	// The typed view writes the same bytes as the raw store.
+	c := dialRaw(t)
+	defer c.Close()
+	raw, err := redis.String(c.Do("HGET", prefix+":channel:c1", "userSession"))
+	require.NoError(t, err)
+	assert.Equal(t, `{"userId":"u1","roles":["admin"]}`, raw)
+
+	require.NoError(t, typed.ClearUserSession(ctx, "c1"))
+	got, err = typed.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.False(t, got.HasSession)
+
+	_, err = typed.GetChannelAndSession(ctx, "missing")
+	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
+
+	// Stored data that does not fit the type is an error, not a zero value.
+	_, err = c.Do("HSET", prefix+":channel:c1", "openingData", `{"room":42}`)
+	require.NoError(t, err)
+	_, err = typed.GetChannelAndSession(ctx, "c1")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "decode opening data")
+}

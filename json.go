@@ -1,0 +1,57 @@
+package pikkuredis
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// marshalJSON encodes v as JavaScript's JSON.stringify does for the same
+// value, so that Go and TypeScript services store the same bytes:
+// no HTML escaping of <, > and &, no trailing newline, and U+2028/U+2029
+// written as themselves (encoding/json always escapes them; JSON.stringify
+// never does). Map keys come out sorted, as encoding/json sorts them; a
+// JavaScript object keeps its insertion order instead.
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	out := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
+	if bytes.Contains(out, []byte(`\u202`)) {
+		out = unescapeLineSeparators(out)
+	}
+	return out, nil
+}
+
+// unescapeLineSeparators turns the escapes \u2028 and \u2029 back into the
+// raw characters. It walks escape pairs so that an escaped backslash
+// followed by the text "u2028" is left alone.
+func unescapeLineSeparators(in []byte) []byte {
+	out := make([]byte, 0, len(in))
+	for i := 0; i < len(in); i++ {
+		if in[i] != '\\' || i+1 >= len(in) {
+			out = append(out, in[i])
+			continue
+		}
+		if in[i+1] == 'u' && i+5 < len(in) && string(in[i+2:i+5]) == "202" && (in[i+5] == '8' || in[i+5] == '9') {
+			if in[i+5] == '8' {
+				out = append(out, "\u2028"...)
+			} else {
+				out = append(out, "\u2029"...)
+			}
+			i += 5
+			continue
+		}
+		out = append(out, in[i], in[i+1])
+		i++
+	}
+	return out
+}
+
+// isJSONNull reports whether b is the JSON text null, which @pikku/redis
+// treats as "no value": no opening data ({}), no session (cleared).
+func isJSONNull(b []byte) bool {
+	return string(b) == "null"
+}

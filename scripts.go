@@ -1,0 +1,74 @@
+package pikkuredis
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// script is one embedded Lua script. Calls go out as EVALSHA; when the
+// server answers NOSCRIPT (it restarted, failed over, ran SCRIPT FLUSH, or
+// is a node that never saw the script) the call is retried once with EVAL,
+// which runs the script and puts it back into the server's cache, so the
+// caller never sees the fault and later calls are EVALSHA again.
+type script struct {
+	name string // file name without .lua, used in errors
+	src  string
+	sha  string // SHA1 of src, hex: what SCRIPT LOAD returns
+}
+
+// The registry: every script the stores run, loaded from scripts/.
+var (
+	subscribeScript      = mustScript("subscribe")
+	unsubscribeScript    = mustScript("unsubscribe")
+	setUserSessionScript = mustScript("set_user_session")
+	removeChannelsScript = mustScript("remove_channels")
+
+	allScripts = []*script{subscribeScript, unsubscribeScript, setUserSessionScript, removeChannelsScript}
+)
+
+func mustScript(name string) *script {
+	src, err := scriptFS.ReadFile("scripts/" + name + ".lua")
+	if err != nil {
+		panic("pikkuredis: missing embedded script " + name + ": " + err.Error())
+	}
+	sum := sha1.Sum(src)
+	return &script{name: name, src: string(src), sha: hex.EncodeToString(sum[:])}
+}
+
+// load sends SCRIPT LOAD and checks that the server hashed the script as we did.
+func (s *script) load(ctx context.Context, conn redis.Conn) error {
+	sha, err := redis.String(do(ctx, conn, "SCRIPT", "LOAD", s.src))
+	if err != nil {
+		return fmt.Errorf("load script %s: %w", s.name, err)
+	}
+	if sha != s.sha {
+		return fmt.Errorf("load script %s: server returned sha %s, want %s", s.name, sha, s.sha)
+	}
+	return nil
+}
+
+// run calls the script with keys and args on conn. args[0] and args[1] must
+// be left free: run fills them with the sha (or source) and the key count,
+// so that callers build one slice and nothing is copied.
+func (s *script) run(ctx context.Context, conn redis.Conn, numKeys int, args []any) (any, error) {
+	args[0], args[1] = s.sha, numKeys
+	reply, err := do(ctx, conn, "EVALSHA", args...)
+	if isNoScript(err) {
+		args[0] = s.src
+		reply, err = do(ctx, conn, "EVAL", args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("script %s: %w", s.name, err)
+	}
+	return reply, nil
+}
+
+func isNoScript(err error) bool {
+	e, ok := err.(redis.Error)
+	return ok && strings.HasPrefix(string(e), "NOSCRIPT")
+}

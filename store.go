@@ -1,0 +1,406 @@
+package pikkuredis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// keys builds every Redis key the stores use; no key name is written
+// anywhere else. The layout is that of @pikku/redis, byte for byte:
+//
+//	{prefix}:channel:{channelId}  hash  channelId, channelName, openingData, userSession, createdAt
+//	{prefix}:topic:{topic}        set   channel ids subscribed to the topic
+//	{prefix}:subs:{channelId}     set   topics the channel is subscribed to
+//
+// The prefix comes first, so a hash-tag prefix such as "{pikku}" puts every
+// key of a store in one Redis Cluster slot. remove_channels.lua builds topic
+// keys from the prefix in the same way (ARGV[1] .. ":topic:" .. topic).
+type keys struct{ prefix string }
+
+func (k keys) channel(channelID string) string { return k.prefix + ":channel:" + channelID }
+func (k keys) topic(topic string) string       { return k.prefix + ":topic:" + topic }
+func (k keys) subs(channelID string) string    { return k.prefix + ":subs:" + channelID }
+
+// Hash fields of a channel, as @pikku/redis names them.
+const (
+	fieldChannelID   = "channelId"
+	fieldChannelName = "channelName"
+	fieldOpeningData = "openingData"
+	fieldUserSession = "userSession"
+	fieldCreatedAt   = "createdAt"
+)
+
+var (
+	// ErrChannelNotFound is returned (wrapped, naming the channel id) when
+	// a channel hash is missing or has no channelId field.
+	ErrChannelNotFound = errors.New("pikkuredis: channel not found")
+
+	// ErrInvalidArgument is returned (wrapped, saying what is wrong) for
+	// input the store refuses before writing anything: an empty channel id
+	// or topic, or a value encoding/json cannot encode.
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+var emptyObject = json.RawMessage("{}")
+
+func notFound(channelID string) error {
+	return fmt.Errorf("%w: %s", ErrChannelNotFound, channelID)
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
+}
+
+// wrap adds the operation to an error; ErrClosed stays bare.
+func wrap(op string, err error) error {
+	if err == nil || err == ErrClosed {
+		return err
+	}
+	return fmt.Errorf("pikkuredis: %s: %w", op, err)
+}
+
+func checkID(channelID string) error {
+	if channelID == "" {
+		return invalid("empty channel id")
+	}
+	return nil
+}
+
+func checkTopic(topic string) error {
+	if topic == "" {
+		return invalid("empty topic")
+	}
+	return nil
+}
+
+// encodeValue encodes opening data or a session as JSON text. null (a nil
+// value, a nil pointer, json.RawMessage("null")) comes back as nil.
+func encodeValue(what string, v any) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := marshalJSON(v)
+	if err != nil {
+		return nil, invalid("%s cannot be encoded as JSON: %v", what, err)
+	}
+	if isJSONNull(b) {
+		return nil, nil
+	}
+	return b, nil
+}
+
+// ping and loadScripts are Init for both stores.
+func (c *conn) init(ctx context.Context) error {
+	rc, err := c.get(ctx)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := do(ctx, rc, "PING"); err != nil {
+		return err
+	}
+	for _, s := range allScripts {
+		if err := s.load(ctx, rc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ChannelStore keeps one hash per open channel: its id, name, opening data,
+// user session and creation time. It is safe for concurrent use.
+type ChannelStore struct {
+	c *conn
+}
+
+// NewChannelStore returns a store over the caller's pool (a *redis.Pool, a
+// redisc cluster...). Close does not close that pool.
+func NewChannelStore(pool Pool, opts ...Option) *ChannelStore {
+	return &ChannelStore{c: newConn(pool, nil, newConfig(opts))}
+}
+
+// OpenChannelStore returns a store with a pool of its own, dialled from a
+// redis:// or rediss:// URL (redis://[user:password@]host:port[/db]). Close
+// closes that pool. Nothing is dialled until the first call; call Init to
+// check the connection at start-up.
+func OpenChannelStore(rawURL string, opts ...Option) (*ChannelStore, error) {
+	cfg := newConfig(opts)
+	p, err := openPool(rawURL, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &ChannelStore{c: newConn(p, p, cfg)}, nil
+}
+
+// Init pings Redis and loads every script. It is optional: a call that
+// needs a script the server lacks loads it itself.
+func (s *ChannelStore) Init(ctx context.Context) error {
+	return wrap("init", s.c.init(ctx))
+}
+
+// Close stops the store: later calls return ErrClosed. It closes the pool
+// only if the store opened it. Closing twice is harmless.
+func (s *ChannelStore) Close() error { return s.c.close() }
+
+// Channel is what a channel is opened with.
+type Channel struct {
+	ChannelID   string
+	ChannelName string
+	// OpeningData is stored as JSON; nil (or JSON null) is stored as {}.
+	OpeningData any
+}
+
+// ChannelAndSession is a stored channel with its user session.
+type ChannelAndSession struct {
+	ChannelID   string
+	ChannelName string
+	OpeningData json.RawMessage // {} when absent
+	Session     json.RawMessage // {} when absent
+	CreatedAt   time.Time       // zero when the hash has no valid createdAt
+}
+
+// AddChannel stores a channel. An existing channel with the same id gets
+// the new name, opening data and creation time and keeps its session, as in
+// @pikku/redis.
+func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
+	const op = "add channel"
+	if err := checkID(ch.ChannelID); err != nil {
+		return wrap(op, err)
+	}
+	data, err := encodeValue("opening data", ch.OpeningData)
+	if err != nil {
+		return wrap(op, err)
+	}
+	if data == nil {
+		data = emptyObject
+	}
+	rc, err := s.c.get(ctx)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer rc.Close()
+	// One key, one command: HSET is atomic on its own.
+	_, err = do(ctx, rc, "HSET", s.c.keys.channel(ch.ChannelID),
+		fieldChannelID, ch.ChannelID,
+		fieldChannelName, ch.ChannelName,
+		fieldOpeningData, data,
+		fieldCreatedAt, strconv.FormatInt(time.Now().UnixMilli(), 10))
+	return wrap(op, err)
+}
+
+// RemoveChannels removes channels and every trace of them: per channel,
+// atomically, its hash, its subscriptions set and its id in every topic set
+// it was subscribed to (@pikku/redis leaves the ids in the topic sets).
+// Long lists go in chunks of WithRemoveChunkSize ids, one script call each,
+// so a large removal never holds Redis for long; each channel is removed
+// wholly or not at all. An empty list does nothing.
+func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) error {
+	const op = "remove channels"
+	for i, id := range channelIDs {
+		if id == "" {
+			return wrap(op, invalid("empty channel id at index %d", i))
+		}
+	}
+	if s.c.closed.Load() {
+		return ErrClosed
+	}
+	if len(channelIDs) == 0 {
+		return nil
+	}
+	rc, err := s.c.get(ctx)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer rc.Close()
+	chunk := s.c.cfg.removeChunkSize
+	for start := 0; start < len(channelIDs); start += chunk {
+		ids := channelIDs[start:min(start+chunk, len(channelIDs))]
+		args := make([]any, 2, 2+3*len(ids)+1)
+		for _, id := range ids {
+			args = append(args, s.c.keys.channel(id), s.c.keys.subs(id))
+		}
+		args = append(args, s.c.keys.prefix)
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		if _, err := removeChannelsScript.run(ctx, rc, 2*len(ids), args); err != nil {
+			return wrap(op, fmt.Errorf("%d of %d channels removed before the failing chunk: %w", start, len(channelIDs), err))
+		}
+	}
+	return nil
+}
+
+// SetUserSession stores the user session of an existing channel; nil (or
+// JSON null) clears it. On a missing channel it returns ErrChannelNotFound
+// and writes nothing (@pikku/redis would create a hash holding only the
+// session).
+func (s *ChannelStore) SetUserSession(ctx context.Context, channelID string, session any) error {
+	const op = "set user session"
+	if err := checkID(channelID); err != nil {
+		return wrap(op, err)
+	}
+	b, err := encodeValue("session", session)
+	if err != nil {
+		return wrap(op, err)
+	}
+	rc, err := s.c.get(ctx)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer rc.Close()
+	// nil b is sent as "", which the script reads as "clear".
+	found, err := redis.Int(setUserSessionScript.run(ctx, rc, 1, []any{nil, nil, s.c.keys.channel(channelID), b}))
+	if err != nil {
+		return wrap(op, err)
+	}
+	if found == 0 {
+		return notFound(channelID)
+	}
+	return nil
+}
+
+// GetChannelAndSession returns a channel with its session; OpeningData and
+// Session are {} when absent. A missing channel is ErrChannelNotFound.
+func (s *ChannelStore) GetChannelAndSession(ctx context.Context, channelID string) (ChannelAndSession, error) {
+	ch, _, err := s.getChannelAndSession(ctx, channelID)
+	return ch, err
+}
+
+// getChannelAndSession also tells whether a session was stored, which the
+// Typed view needs and the {} of ChannelAndSession hides.
+func (s *ChannelStore) getChannelAndSession(ctx context.Context, channelID string) (ChannelAndSession, bool, error) {
+	const op = "get channel and session"
+	if err := checkID(channelID); err != nil {
+		return ChannelAndSession{}, false, wrap(op, err)
+	}
+	rc, err := s.c.get(ctx)
+	if err != nil {
+		return ChannelAndSession{}, false, wrap(op, err)
+	}
+	defer rc.Close()
+	vals, err := redis.ByteSlices(do(ctx, rc, "HMGET", s.c.keys.channel(channelID),
+		fieldChannelID, fieldChannelName, fieldOpeningData, fieldUserSession, fieldCreatedAt))
+	if err != nil {
+		return ChannelAndSession{}, false, wrap(op, err)
+	}
+	if len(vals) != 5 || len(vals[0]) == 0 {
+		return ChannelAndSession{}, false, notFound(channelID)
+	}
+	ch := ChannelAndSession{
+		ChannelID:   string(vals[0]),
+		ChannelName: string(vals[1]),
+		OpeningData: emptyObject,
+		Session:     emptyObject,
+	}
+	if len(vals[2]) > 0 {
+		if !json.Valid(vals[2]) {
+			return ChannelAndSession{}, false, wrap(op, fmt.Errorf("channel %s: stored openingData is not JSON", channelID))
+		}
+		ch.OpeningData = vals[2]
+	}
+	hasSession := len(vals[3]) > 0
+	if hasSession {
+		if !json.Valid(vals[3]) {
+			return ChannelAndSession{}, false, wrap(op, fmt.Errorf("channel %s: stored userSession is not JSON", channelID))
+		}
+		ch.Session = vals[3]
+	}
+	if ms, err := strconv.ParseInt(string(vals[4]), 10, 64); err == nil {
+		ch.CreatedAt = time.UnixMilli(ms)
+	}
+	return ch, hasSession, nil
+}
+
+// EventHubStore keeps the subscriptions of channels to topics in both
+// directions: a set of channel ids per topic and a set of topics per
+// channel, always changed together. It is safe for concurrent use.
+type EventHubStore struct {
+	c *conn
+}
+
+// NewEventHubStore returns a store over the caller's pool. Close does not
+// close that pool.
+func NewEventHubStore(pool Pool, opts ...Option) *EventHubStore {
+	return &EventHubStore{c: newConn(pool, nil, newConfig(opts))}
+}
+
+// OpenEventHubStore returns a store with a pool of its own, dialled from a
+// redis:// or rediss:// URL. Close closes that pool. Nothing is dialled
+// until the first call.
+func OpenEventHubStore(rawURL string, opts ...Option) (*EventHubStore, error) {
+	cfg := newConfig(opts)
+	p, err := openPool(rawURL, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &EventHubStore{c: newConn(p, p, cfg)}, nil
+}
+
+// Init pings Redis and loads every script. It is optional.
+func (s *EventHubStore) Init(ctx context.Context) error {
+	return wrap("init", s.c.init(ctx))
+}
+
+// Close stops the store: later calls return ErrClosed. It closes the pool
+// only if the store opened it. Closing twice is harmless.
+func (s *EventHubStore) Close() error { return s.c.close() }
+
+// GetChannelIDsForTopic returns the ids of the channels subscribed to
+// topic, in no particular order; an empty, non-nil slice for an unknown
+// topic.
+func (s *EventHubStore) GetChannelIDsForTopic(ctx context.Context, topic string) ([]string, error) {
+	const op = "get channel ids for topic"
+	if err := checkTopic(topic); err != nil {
+		return nil, wrap(op, err)
+	}
+	rc, err := s.c.get(ctx)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	defer rc.Close()
+	ids, err := redis.Strings(do(ctx, rc, "SMEMBERS", s.c.keys.topic(topic)))
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return ids, nil
+}
+
+// Subscribe subscribes a channel to a topic, both directions in one atomic
+// script. It returns true, also when the channel was already subscribed.
+func (s *EventHubStore) Subscribe(ctx context.Context, topic, channelID string) (bool, error) {
+	return s.changeSubscription(ctx, "subscribe", subscribeScript, topic, channelID)
+}
+
+// Unsubscribe removes a channel from a topic, both directions in one
+// atomic script. It returns true only if the channel was subscribed.
+func (s *EventHubStore) Unsubscribe(ctx context.Context, topic, channelID string) (bool, error) {
+	return s.changeSubscription(ctx, "unsubscribe", unsubscribeScript, topic, channelID)
+}
+
+func (s *EventHubStore) changeSubscription(ctx context.Context, op string, sc *script, topic, channelID string) (bool, error) {
+	if err := checkTopic(topic); err != nil {
+		return false, wrap(op, err)
+	}
+	if err := checkID(channelID); err != nil {
+		return false, wrap(op, err)
+	}
+	rc, err := s.c.get(ctx)
+	if err != nil {
+		return false, wrap(op, err)
+	}
+	defer rc.Close()
+	n, err := redis.Int(sc.run(ctx, rc, 2, []any{nil, nil, s.c.keys.topic(topic), s.c.keys.subs(channelID), channelID, topic}))
+	if err != nil {
+		return false, wrap(op, err)
+	}
+	return n == 1, nil
+}
