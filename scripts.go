@@ -72,3 +72,14 @@ func isNoScript(err error) bool {
 	e, ok := err.(redis.Error)
 	return ok && strings.HasPrefix(string(e), "NOSCRIPT")
 }
+
+// ScriptSHAs returns the SHA1 of every embedded script by name (for
+// example "subscribe"), as SCRIPT LOAD returns it: for checking a server's
+// cache, or for calling the scripts by EVALSHA from another client.
+func ScriptSHAs() map[string]string {
+	out := make(map[string]string, len(allScripts))
+	for _, s := range allScripts {
+		out[s.name] = s.sha
+	}
+	return out
+}

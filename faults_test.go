@@ -1,0 +1,248 @@
+package pikkuredis_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pikkujs/pikkuredis"
+)
+
+// TestScriptFlushIsInvisible flushes the script cache before every call on
+// a server of the test's own: each call must still succeed, which needs the
+// NOSCRIPT fallback. Without it every script call here fails.
+func TestScriptFlushIsInvisible(t *testing.T) {
+	srv := ownRedis(t)
+	ctx := ctxT(t)
+	cs, err := pikkuredis.OpenChannelStore(srv.URL)
+	require.NoError(t, err)
+	defer cs.Close()
+	hs, err := pikkuredis.OpenEventHubStore(srv.URL)
+	require.NoError(t, err)
+	defer hs.Close()
+	admin, err := redis.DialURL(srv.URL)
+	require.NoError(t, err)
+	defer admin.Close()
+	flush := func() {
+		t.Helper()
+		_, err := admin.Do("SCRIPT", "FLUSH")
+		require.NoError(t, err)
+	}
+
+	flush()
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat"}))
+	flush()
+	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u1"}))
+	flush()
+	ok, err := hs.Subscribe(ctx, "news", "c1")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	flush()
+	ok, err = hs.Unsubscribe(ctx, "news", "c1")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	_, err = hs.Subscribe(ctx, "news", "c1")
+	require.NoError(t, err)
+	flush()
+	require.NoError(t, cs.RemoveChannels(ctx, []string{"c1"}))
+	ids, err := hs.GetChannelIDsForTopic(ctx, "news")
+	require.NoError(t, err)
+	assert.Empty(t, ids)
+	n, err := redis.Int(admin.Do("DBSIZE"))
+	require.NoError(t, err)
+	assert.Zero(t, n)
+}
+
+// TestInitLoadsEveryScript: after Init the server's cache has every script,
+// so the first calls go out as plain EVALSHA.
+func TestInitLoadsEveryScript(t *testing.T) {
+	srv := ownRedis(t)
+	admin, err := redis.DialURL(srv.URL)
+	require.NoError(t, err)
+	defer admin.Close()
+
+	hs, err := pikkuredis.OpenEventHubStore(srv.URL)
+	require.NoError(t, err)
+	defer hs.Close()
+	require.NoError(t, hs.Init(ctxT(t)))
+
+	shas := pikkuredis.ScriptSHAs()
+	require.Len(t, shas, 4)
+	args := redis.Args{"EXISTS"}
+	for _, sha := range shas {
+		args = append(args, sha)
+	}
+	exists, err := redis.Ints(admin.Do("SCRIPT", args...))
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 1, 1, 1}, exists)
+}
+
+func TestCancelledContextFailsAndWritesNothing(t *testing.T) {
+	cs, hs, prefix := stores(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls := map[string]func() error{
+		"Init":                  func() error { return cs.Init(ctx) },
+		"AddChannel":            func() error { return cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}) },
+		"RemoveChannels":        func() error { return cs.RemoveChannels(ctx, []string{"c1"}) },
+		"SetUserSession":        func() error { return cs.SetUserSession(ctx, "c1", nil) },
+		"GetChannelAndSession":  func() error { _, err := cs.GetChannelAndSession(ctx, "c1"); return err },
+		"GetChannelIDsForTopic": func() error { _, err := hs.GetChannelIDsForTopic(ctx, "t"); return err },
+		"Subscribe":             func() error { _, err := hs.Subscribe(ctx, "t", "c1"); return err },
+		"Unsubscribe":           func() error { _, err := hs.Unsubscribe(ctx, "t", "c1"); return err },
+	}
+	for name, call := range calls {
+		assert.ErrorIs(t, call(), context.Canceled, name)
+	}
+	c := dialRaw(t)
+	defer c.Close()
+	assert.Empty(t, scanKeys(t, c, prefix))
+}
+
+// A server that accepts connections and never answers: every call must end
+// with the caller's deadline, not hang.
+func TestHungServerEndsWithTheDeadline(t *testing.T) {
+	url := blackhole(t)
+	hs, err := pikkuredis.OpenEventHubStore(url)
+	require.NoError(t, err)
+	defer hs.Close()
+	cs, err := pikkuredis.OpenChannelStore(url)
+	require.NoError(t, err)
+	defer cs.Close()
+
+	calls := map[string]func(context.Context) error{
+		"Init":      func(ctx context.Context) error { return hs.Init(ctx) },
+		"Subscribe": func(ctx context.Context) error { _, err := hs.Subscribe(ctx, "t", "c1"); return err },
+		"Get":       func(ctx context.Context) error { _, err := cs.GetChannelAndSession(ctx, "c1"); return err },
+		"Remove":    func(ctx context.Context) error { return cs.RemoveChannels(ctx, []string{"c1"}) },
+	}
+	for name, call := range calls {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		done := make(chan error, 1)
+		go func() { done <- call(ctx) }()
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, context.DeadlineExceeded, name)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still running 10s after a 200ms deadline", name)
+		}
+		cancel()
+	}
+}
+
+// With every pooled connection busy, a caller waits for one only as long as
+// its context lasts.
+func TestWaitingForAConnectionHonoursTheContext(t *testing.T) {
+	url := blackhole(t)
+	hs, err := pikkuredis.OpenEventHubStore(url, pikkuredis.WithPoolSize(1))
+	require.NoError(t, err)
+	defer hs.Close()
+
+	// Hold the only connection: this call hangs on the silent server.
+	holdCtx, release := context.WithCancel(context.Background())
+	held := make(chan error, 1)
+	go func() { _, err := hs.Subscribe(holdCtx, "t", "c1"); held <- err }()
+	time.Sleep(100 * time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := hs.GetChannelIDsForTopic(ctx, "t"); done <- err }()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiting for a pooled connection ignored the context")
+	}
+	release()
+	assert.ErrorIs(t, <-held, context.Canceled)
+}
+
+func TestUnreachableServerIsAnError(t *testing.T) {
+	cs, err := pikkuredis.OpenChannelStore(closedPortURL(t))
+	require.NoError(t, err, "opening dials nothing")
+	defer cs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = cs.Init(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "pikkuredis: init:")
+	_, err = cs.GetChannelAndSession(ctx, "c1")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, pikkuredis.ErrChannelNotFound)
+}
+
+func TestOpenRejectsBadURLs(t *testing.T) {
+	for _, u := range []string{"", "localhost:6379", "http://localhost:6379", "redis://localhost:6379/notadb", "redis://%zz"} {
+		_, err := pikkuredis.OpenChannelStore(u)
+		assert.Error(t, err, "OpenChannelStore(%q)", u)
+		_, err = pikkuredis.OpenEventHubStore(u)
+		assert.Error(t, err, "OpenEventHubStore(%q)", u)
+	}
+}
+
+func TestOpenedStoresWork(t *testing.T) {
+	prefix := newPrefix(t)
+	ctx := ctxT(t)
+	cs, err := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithPoolSize(4),
+		pikkuredis.WithDialOptions(redis.DialClientName("pikkuredis-test")))
+	require.NoError(t, err)
+	defer cs.Close()
+	hs, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+	require.NoError(t, err)
+	defer hs.Close()
+	require.NoError(t, cs.Init(ctx))
+	require.NoError(t, hs.Init(ctx))
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
+	_, err = hs.Subscribe(ctx, "t", "c1")
+	require.NoError(t, err)
+	require.NoError(t, cs.RemoveChannels(ctx, []string{"c1"}))
+	ids, err := hs.GetChannelIDsForTopic(ctx, "t")
+	require.NoError(t, err)
+	assert.Empty(t, ids)
+}
+
+func TestCloseSemantics(t *testing.T) {
+	pool := newPool(t)
+	ctx := ctxT(t)
+	prefix := newPrefix(t)
+	cs := pikkuredis.NewChannelStore(pool, pikkuredis.WithKeyPrefix(prefix))
+	hs := pikkuredis.NewEventHubStore(pool, pikkuredis.WithKeyPrefix(prefix))
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
+
+	require.NoError(t, cs.Close())
+	require.NoError(t, cs.Close(), "a second Close is harmless")
+	require.NoError(t, hs.Close())
+	require.NoError(t, hs.Close())
+
+	closedCalls := map[string]func() error{
+		"Init":                  func() error { return cs.Init(ctx) },
+		"AddChannel":            func() error { return cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c2"}) },
+		"RemoveChannels":        func() error { return cs.RemoveChannels(ctx, []string{"c1"}) },
+		"RemoveChannels(empty)": func() error { return cs.RemoveChannels(ctx, nil) },
+		"SetUserSession":        func() error { return cs.SetUserSession(ctx, "c1", nil) },
+		"GetChannelAndSession":  func() error { _, err := cs.GetChannelAndSession(ctx, "c1"); return err },
+		"HubInit":               func() error { return hs.Init(ctx) },
+		"GetChannelIDsForTopic": func() error { _, err := hs.GetChannelIDsForTopic(ctx, "t"); return err },
+		"Subscribe":             func() error { _, err := hs.Subscribe(ctx, "t", "c1"); return err },
+		"Unsubscribe":           func() error { _, err := hs.Unsubscribe(ctx, "t", "c1"); return err },
+	}
+	for name, call := range closedCalls {
+		assert.True(t, errors.Is(call(), pikkuredis.ErrClosed), name)
+	}
+
+	// The caller's pool is still open and the data still there.
+	c := pool.Get()
+	defer c.Close()
+	n, err := redis.Int(c.Do("EXISTS", prefix+":channel:c1"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	other := pikkuredis.NewChannelStore(pool, pikkuredis.WithKeyPrefix(prefix))
+	_, err = other.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+}

@@ -1,0 +1,126 @@
+package pikkuredis
+
+import (
+	"encoding/json"
+	"io/fs"
+	"path"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Unit tests of pure code: no Redis is needed (TestMain still looks for one
+// because the package's integration tests share the binary).
+
+func TestKeysLayout(t *testing.T) {
+	k := keys{prefix: "pikku"}
+	assert.Equal(t, "pikku:channel:c1", k.channel("c1"))
+	assert.Equal(t, "pikku:topic:news", k.topic("news"))
+	assert.Equal(t, "pikku:subs:c1", k.subs("c1"))
+	tagged := keys{prefix: "{pikku}"}
+	assert.Equal(t, "{pikku}:channel:a:b", tagged.channel("a:b"))
+}
+
+func TestDefaultPrefixIsPikku(t *testing.T) {
+	assert.Equal(t, "pikku", newConfig(nil).prefix)
+	assert.Equal(t, "app", newConfig([]Option{WithKeyPrefix("app")}).prefix)
+	assert.Equal(t, "", newConfig([]Option{WithKeyPrefix("")}).prefix, "the prefix is used as given")
+	c := newConfig([]Option{WithPoolSize(0), WithRemoveChunkSize(-1), nil})
+	assert.Equal(t, DefaultPoolSize, c.poolSize)
+	assert.Equal(t, DefaultRemoveChunkSize, c.removeChunkSize)
+}
+
+func TestMarshalJSONLikeJSONStringify(t *testing.T) {
+	cases := []struct {
+		in   any
+		want string
+	}{
+		{map[string]string{"html": "<a href='x'>&</a>"}, `{"html":"<a href='x'>&</a>"}`},
+		{"line\u2028sep\u2029para", "\"line\u2028sep\u2029para\""},
+		// An escaped backslash followed by the text u2028 stays as it is.
+		{`\u2028`, `"\\u2028"`},
+		{"\\\u2028", "\"\\\\\u2028\""},
+		{json.RawMessage(` { "a" : [1, 2] } `), `{"a":[1,2]}`},
+		{struct {
+			B int    `json:"b"`
+			A string `json:"a"`
+		}{1, "x"}, `{"b":1,"a":"x"}`},
+		{[]any{1.5, 1e21, "\t"}, `[1.5,1e+21,"\t"]`},
+		{"", `""`},
+	}
+	for _, c := range cases {
+		got, err := marshalJSON(c.in)
+		require.NoError(t, err, "%#v", c.in)
+		assert.Equal(t, c.want, string(got), "%#v", c.in)
+	}
+}
+
+func TestEncodeValue(t *testing.T) {
+	for _, v := range []any{nil, json.RawMessage("null"), (*int)(nil)} {
+		b, err := encodeValue("x", v)
+		require.NoError(t, err)
+		assert.Nil(t, b, "%#v is no value", v)
+	}
+	_, err := encodeValue("session", make(chan int))
+	require.ErrorIs(t, err, ErrInvalidArgument)
+	assert.Contains(t, err.Error(), "session cannot be encoded as JSON")
+	_, err = encodeValue("x", json.RawMessage("{bad"))
+	require.ErrorIs(t, err, ErrInvalidArgument)
+}
+
+func TestCheckURL(t *testing.T) {
+	for _, ok := range []string{"redis://localhost:6379", "rediss://user:pw@host:6380/2", "redis://h", "redis://:pw@h:1/0"} {
+		assert.NoError(t, checkURL(ok), ok)
+	}
+	for _, bad := range []string{"", "localhost:6379", "http://h", "redis://h/x", "redis:h", "redis://%zz"} {
+		assert.Error(t, checkURL(bad), bad)
+	}
+}
+
+func TestOwnedPoolIsClosedByClose(t *testing.T) {
+	cs, err := OpenChannelStore("redis://127.0.0.1:1")
+	require.NoError(t, err)
+	require.NoError(t, cs.Close())
+	c := cs.c.owned.Get()
+	defer c.Close()
+	assert.Error(t, c.Err(), "the owned pool is closed")
+}
+
+func TestSharedPoolIsNotClosedByClose(t *testing.T) {
+	p := &redis.Pool{Dial: func() (redis.Conn, error) { return nil, assert.AnError }}
+	s := NewEventHubStore(p)
+	require.NoError(t, s.Close())
+	assert.Nil(t, s.c.owned)
+	c := p.Get()
+	defer c.Close()
+	assert.ErrorIs(t, c.Err(), assert.AnError, "the pool still dials: it was not closed")
+}
+
+// Every file in scripts/ is in the registry, and every header states its
+// contract: KEYS and ARGV lines, the return value and a redis-cli example.
+func TestScriptsHaveHeaderContracts(t *testing.T) {
+	files, err := fs.Glob(scriptFS, "scripts/*.lua")
+	require.NoError(t, err)
+	registered := map[string]bool{}
+	for _, s := range allScripts {
+		registered[s.name] = true
+	}
+	require.Len(t, files, len(allScripts))
+	keysRE := regexp.MustCompile(`(?m)^-- KEYS\[[^\]]+\]\s+\S`)
+	argvRE := regexp.MustCompile(`(?m)^-- ARGV\[[^\]]+\]\s+\S`)
+	for _, f := range files {
+		name := strings.TrimSuffix(path.Base(f), ".lua")
+		assert.True(t, registered[name], "%s is not in the registry", f)
+		src, _ := fs.ReadFile(scriptFS, f)
+		text := string(src)
+		assert.True(t, strings.HasPrefix(text, "-- "+name+".lua: "), "%s starts with what it does", f)
+		assert.Regexp(t, keysRE, text, "%s lists KEYS", f)
+		assert.Regexp(t, argvRE, text, "%s lists ARGV", f)
+		assert.Contains(t, text, "-- Returns: ", f)
+		assert.Contains(t, text, "redis-cli --eval scripts/"+name+".lua ", f)
+	}
+}
