@@ -35,9 +35,9 @@ var ErrClosed = errors.New("pikkuredis: store is closed")
 // conn is what both stores share: where connections come from, the key
 // names, and whether the store still runs.
 type conn struct {
-	pool  Pool
-	owned *redis.Pool // the pool the store dialled itself; nil for a caller's pool
-	keys  keys
+	pool   Pool
+	owned  *redis.Pool // the pool the store dialled itself; nil for a caller's pool
+	keys   keys
 	cfg    config
 	closed atomic.Bool
 }
