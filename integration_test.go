@@ -512,7 +512,7 @@ func TestRemoveChannelsLargeLeavesNoTrace(t *testing.T) {
 			odd = append(odd, id)
 		}
 	}
-	// 1,000 ids: two full chunks of the default 500.
+	// 1,000 ids: ten full chunks of the default size.
 	require.NoError(t, cs.RemoveChannels(ctx, even))
 
 	removed := map[string]bool{}

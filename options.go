@@ -10,7 +10,7 @@ import (
 const (
 	DefaultKeyPrefix       = "pikku"          // WithKeyPrefix
 	DefaultPoolSize        = 64               // WithPoolSize
-	DefaultRemoveChunkSize = 500              // WithRemoveChunkSize
+	DefaultRemoveChunkSize = 100              // WithRemoveChunkSize
 	DefaultConnectTimeout  = 5 * time.Second  // WithDialOptions(redis.DialConnectTimeout(...))
 	DefaultIOTimeout       = 10 * time.Second // WithDialOptions(redis.DialReadTimeout(...), redis.DialWriteTimeout(...))
 )

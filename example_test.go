@@ -1,0 +1,146 @@
+package pikkuredis_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/pikkujs/pikkuredis"
+)
+
+// examplePrefix keeps each example's keys apart from everything else on the
+// test server; a real program uses the default "pikku" or its own prefix.
+func examplePrefix() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "pikkuredis-example-" + hex.EncodeToString(b)
+}
+
+// The flow of a websocket server: a channel opens, its user logs in, it
+// subscribes to a topic, the server fans out to the topic, the channel
+// closes and every trace of it goes in one call.
+func Example() {
+	ctx := context.Background()
+	prefix := examplePrefix()
+
+	// redisURL is e.g. "redis://localhost:6379". Each store owns its pool.
+	channels, err := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer channels.Close()
+	hub, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hub.Close()
+	if err := channels.Init(ctx); err != nil { // PING and load the scripts
+		log.Fatal(err)
+	}
+
+	err = channels.AddChannel(ctx, pikkuredis.Channel{
+		ChannelID:   "ch-1",
+		ChannelName: "chat",
+		OpeningData: map[string]string{"room": "lobby"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := channels.SetUserSession(ctx, "ch-1", map[string]string{"userId": "u-42"}); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := hub.Subscribe(ctx, "room:lobby", "ch-1"); err != nil {
+		log.Fatal(err)
+	}
+
+	ch, err := channels.GetChannelAndSession(ctx, "ch-1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ch.ChannelName, string(ch.OpeningData), string(ch.Session))
+	ids, _ := hub.GetChannelIDsForTopic(ctx, "room:lobby")
+	fmt.Println("subscribers:", ids)
+
+	// On disconnect: the hash, the subscriptions and the topic membership go together.
+	if err := channels.RemoveChannels(ctx, []string{"ch-1"}); err != nil {
+		log.Fatal(err)
+	}
+	ids, _ = hub.GetChannelIDsForTopic(ctx, "room:lobby")
+	fmt.Println("subscribers after close:", ids)
+	// Output:
+	// chat {"room":"lobby"} {"userId":"u-42"}
+	// subscribers: [ch-1]
+	// subscribers after close: []
+}
+
+// Stores over a pool the application already has. Closing the stores
+// leaves the pool open.
+func ExampleNewEventHubStore() {
+	ctx := context.Background()
+	pool := &redis.Pool{
+		MaxActive: 32, MaxIdle: 32, Wait: true,
+		DialContext: func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialURLContext(ctx, redisURL)
+		},
+	}
+	defer pool.Close()
+
+	hub := pikkuredis.NewEventHubStore(pool, pikkuredis.WithKeyPrefix(examplePrefix()))
+	defer hub.Close()
+
+	first, _ := hub.Subscribe(ctx, "news", "ch-1")
+	again, _ := hub.Subscribe(ctx, "news", "ch-1")
+	fmt.Println("subscribe:", first, again)
+	was, _ := hub.Unsubscribe(ctx, "news", "ch-1")
+	wasAgain, _ := hub.Unsubscribe(ctx, "news", "ch-1")
+	fmt.Println("unsubscribe:", was, wasAgain)
+	// Output:
+	// subscribe: true true
+	// unsubscribe: true false
+}
+
+// A missing channel is ErrChannelNotFound, and the error names it.
+func ExampleChannelStore_GetChannelAndSession_notFound() {
+	channels, _ := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(examplePrefix()))
+	defer channels.Close()
+
+	_, err := channels.GetChannelAndSession(context.Background(), "gone")
+	fmt.Println(errors.Is(err, pikkuredis.ErrChannelNotFound))
+	fmt.Println(err)
+	// Output:
+	// true
+	// pikkuredis: channel not found: gone
+}
+
+type chatOpening struct {
+	Room string `json:"room"`
+}
+
+type chatSession struct {
+	UserID string `json:"userId"`
+}
+
+// A typed view: opening data and sessions go in and come out as Go types.
+func ExampleNewTyped() {
+	ctx := context.Background()
+	store, _ := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(examplePrefix()))
+	defer store.Close()
+	chats := pikkuredis.NewTyped[chatOpening, chatSession](store)
+
+	_ = chats.AddChannel(ctx, "ch-1", "chat", chatOpening{Room: "lobby"})
+	_ = chats.SetUserSession(ctx, "ch-1", chatSession{UserID: "u-42"})
+	ch, err := chats.GetChannelAndSession(ctx, "ch-1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ch.OpeningData.Room, ch.Session.UserID, ch.HasSession, time.Since(ch.CreatedAt) < time.Minute)
+	_ = store.RemoveChannels(ctx, []string{"ch-1"})
+	// Output:
+	// lobby u-42 true true
+}
