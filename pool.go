@@ -115,7 +115,16 @@ func do(ctx context.Context, rc redis.Conn, cmd string, args ...any) (any, error
 // context.DeadlineExceeded with errors.Is, whatever the I/O layer reported.
 func ctxErr(ctx context.Context, err error) error {
 	cerr := ctx.Err()
-	if cerr == nil || errors.Is(err, cerr) {
+	if cerr == nil {
+		// The read deadline redigo derives from ctx can fire a moment
+		// before ctx's own timer marks it done.
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			cerr = context.DeadlineExceeded
+		} else {
+			return err
+		}
+	}
+	if errors.Is(err, cerr) {
 		return err
 	}
 	return fmt.Errorf("%w (%v)", cerr, err)
