@@ -3,6 +3,8 @@ package pikkuredis_test
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,44 +106,108 @@ func TestCancelledContextFailsAndWritesNothing(t *testing.T) {
 	assert.Empty(t, scanKeys(t, c, prefix))
 }
 
+// getOnlyPool has Get and no GetContext, as a cluster client's pool.
+type getOnlyPool struct{ p *redis.Pool }
+
+func (g getOnlyPool) Get() redis.Conn { return g.p.Get() }
+
+// timeoutOnlyConn is a redis.ConnWithTimeout but not a ConnWithContext,
+// as a caller's wrapper around a redigo connection might be.
+type timeoutOnlyConn struct{ redis.Conn }
+
+func (c timeoutOnlyConn) DoWithTimeout(d time.Duration, cmd string, args ...any) (any, error) {
+	return redis.DoWithTimeout(c.Conn, d, cmd, args...)
+}
+
+func (c timeoutOnlyConn) ReceiveWithTimeout(d time.Duration) (any, error) {
+	return redis.ReceiveWithTimeout(c.Conn, d)
+}
+
+var _ redis.ConnWithTimeout = timeoutOnlyConn{}
+
+func hungPool(t *testing.T, url string, wrap func(redis.Conn) redis.Conn) *redis.Pool {
+	p := &redis.Pool{MaxActive: 1, Wait: true, Dial: func() (redis.Conn, error) {
+		c, err := redis.DialURL(url)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(c), nil
+	}}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
 // A server that accepts connections and never answers: every call must end
-// with the caller's deadline, not hang.
+// with the caller's deadline, not hang, whatever the path to Redis.
 func TestHungServerEndsWithTheDeadline(t *testing.T) {
 	url := blackhole(t)
-	hs, err := pikkuredis.OpenEventHubStore(url)
-	require.NoError(t, err)
-	defer hs.Close()
-	cs, err := pikkuredis.OpenChannelStore(url)
-	require.NoError(t, err)
-	defer cs.Close()
-
-	calls := map[string]func(context.Context) error{
-		"Init":      func(ctx context.Context) error { return hs.Init(ctx) },
-		"Subscribe": func(ctx context.Context) error { _, err := hs.Subscribe(ctx, "t", "c1"); return err },
-		"Get":       func(ctx context.Context) error { _, err := cs.GetChannelAndSession(ctx, "c1"); return err },
-		"Remove":    func(ctx context.Context) error { return cs.RemoveChannels(ctx, []string{"c1"}) },
+	host := strings.TrimPrefix(url, "redis://")
+	open := func(u string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+		cs, err := pikkuredis.OpenChannelStore(u)
+		require.NoError(t, err)
+		hs, err := pikkuredis.OpenEventHubStore(u)
+		require.NoError(t, err)
+		t.Cleanup(func() { cs.Close(); hs.Close() })
+		return cs, hs
 	}
-	for name, call := range calls {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		done := make(chan error, 1)
-		go func() { done <- call(ctx) }()
-		select {
-		case err := <-done:
-			assert.ErrorIs(t, err, context.DeadlineExceeded, name)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: still running 10s after a 200ms deadline", name)
-		}
-		cancel()
+	shared := func(p pikkuredis.Pool) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+		return pikkuredis.NewChannelStore(p), pikkuredis.NewEventHubStore(p)
+	}
+	paths := map[string]func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore){
+		"owned redis://": func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) { return open(url) },
+		// The TLS handshake and AUTH happen after connect, outside redigo's
+		// context handling.
+		"owned rediss://":       func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) { return open("rediss://" + host) },
+		"owned with a password": func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) { return open("redis://:secret@" + host) },
+		"pool without GetContext": func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			return shared(getOnlyPool{hungPool(t, url, func(c redis.Conn) redis.Conn { return c })})
+		},
+		"connection without DoContext": func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			return shared(hungPool(t, url, func(c redis.Conn) redis.Conn { return timeoutOnlyConn{c} }))
+		},
+	}
+	for pathName, build := range paths {
+		t.Run(pathName, func(t *testing.T) {
+			cs, hs := build()
+			calls := map[string]func(context.Context) error{
+				"Init":      func(ctx context.Context) error { return hs.Init(ctx) },
+				"Subscribe": func(ctx context.Context) error { _, err := hs.Subscribe(ctx, "t", "c1"); return err },
+				"Get":       func(ctx context.Context) error { _, err := cs.GetChannelAndSession(ctx, "c1"); return err },
+				"Remove":    func(ctx context.Context) error { return cs.RemoveChannels(ctx, []string{"c1"}) },
+			}
+			for name, call := range calls {
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				done := make(chan error, 1)
+				go func() { done <- call(ctx) }()
+				select {
+				case err := <-done:
+					assert.ErrorIs(t, err, context.DeadlineExceeded, name)
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%s: still running 5s after a 200ms deadline", name)
+				}
+				cancel()
+			}
+		})
 	}
 }
 
 // With every pooled connection busy, a caller waits for one only as long as
-// its context lasts.
+// its context lasts, also from a pool that has no GetContext.
 func TestWaitingForAConnectionHonoursTheContext(t *testing.T) {
 	url := blackhole(t)
-	hs, err := pikkuredis.OpenEventHubStore(url, pikkuredis.WithPoolSize(1))
+	owned, err := pikkuredis.OpenEventHubStore(url, pikkuredis.WithPoolSize(1))
 	require.NoError(t, err)
-	defer hs.Close()
+	defer owned.Close()
+	stores := map[string]*pikkuredis.EventHubStore{
+		"owned pool":              owned,
+		"pool without GetContext": pikkuredis.NewEventHubStore(getOnlyPool{hungPool(t, url, func(c redis.Conn) redis.Conn { return c })}),
+	}
+	for name, hs := range stores {
+		t.Run(name, func(t *testing.T) { waitForBusyPool(t, hs) })
+	}
+}
+
+func waitForBusyPool(t *testing.T, hs *pikkuredis.EventHubStore) {
 
 	// Hold the only connection: this call hangs on the silent server.
 	holdCtx, release := context.WithCancel(context.Background())
@@ -245,4 +311,40 @@ func TestCloseSemantics(t *testing.T) {
 	other := pikkuredis.NewChannelStore(pool, pikkuredis.WithKeyPrefix(prefix))
 	_, err = other.GetChannelAndSession(ctx, "c1")
 	require.NoError(t, err)
+}
+
+// Calls racing with Close end with a result or ErrClosed, never with the
+// pool's own "closed pool" error.
+func TestCallsRacingCloseGetErrClosed(t *testing.T) {
+	prefix := newPrefix(t)
+	hs, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithPoolSize(4))
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	started := make(chan struct{}, 16)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				if i == 10 {
+					started <- struct{}{}
+				}
+				if _, err := hs.Subscribe(ctx, "t", "c1"); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for g := 0; g < 16; g++ {
+		<-started
+	}
+	require.NoError(t, hs.Close())
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.ErrorIs(t, err, pikkuredis.ErrClosed)
+	}
 }

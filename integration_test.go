@@ -11,6 +11,7 @@ import (
 	mathrand "math/rand"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -299,12 +300,32 @@ func TestSessionSetReplaceClear(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "{}", string(got.Session))
 
-	// A JSON null clears too, as in @pikku/redis.
-	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u3"}))
-	require.NoError(t, cs.SetUserSession(ctx, "c1", json.RawMessage("null")))
+	// Whatever JavaScript reads as false clears too, as in @pikku/redis.
+	for _, falsy := range []any{json.RawMessage("null"), false, 0, ""} {
+		require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u3"}))
+		require.NoError(t, cs.SetUserSession(ctx, "c1", falsy))
+		got, err = cs.GetChannelAndSession(ctx, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, "{}", string(got.Session), "session %#v", falsy)
+	}
+	// Other scalars are sessions like any other value.
+	require.NoError(t, cs.SetUserSession(ctx, "c1", "u4"))
 	got, err = cs.GetChannelAndSession(ctx, "c1")
 	require.NoError(t, err)
-	assert.Equal(t, "{}", string(got.Session))
+	assert.Equal(t, `"u4"`, string(got.Session))
+}
+
+func TestAbsentJSONIsAFreshEmptyObject(t *testing.T) {
+	cs, _, _ := stores(t)
+	ctx := ctxT(t)
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
+	a, err := cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	a.Session[0], a.OpeningData[0] = 'X', 'Y' // a caller editing its result in place
+	b, err := cs.GetChannelAndSession(ctx, "c1")
+	require.NoError(t, err)
+	assert.Equal(t, "{}", string(b.Session))
+	assert.Equal(t, "{}", string(b.OpeningData))
 }
 
 func TestMissingChannelIsNotFound(t *testing.T) {
@@ -431,13 +452,14 @@ func TestLayoutExactFieldsAndSets(t *testing.T) {
 	}, scanKeys(t, c, prefix))
 }
 
-func TestOpeningDataNilOrNullIsEmptyObject(t *testing.T) {
+func TestOpeningDataFalsyIsEmptyObject(t *testing.T) {
 	cs, _, prefix := stores(t)
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
 	var nilPtr *struct{ A int }
-	for i, data := range []any{nil, json.RawMessage("null"), nilPtr} {
+	// @pikku/redis stores `openingData || {}`: every falsy value becomes {}.
+	for i, data := range []any{nil, json.RawMessage("null"), nilPtr, false, 0, 0.0, ""} {
 		id := fmt.Sprintf("c%d", i)
 		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, OpeningData: data}))
 		raw, err := redis.String(c.Do("HGET", prefix+":channel:"+id, "openingData"))
@@ -578,6 +600,14 @@ func TestConcurrentMixKeepsIndexesConsistent(t *testing.T) {
 	ctx := ctxT(t)
 	const workers, opsEach, channels, topics = 40, 150, 8, 4
 
+	// A reader takes consistent snapshots of every set (one MULTI/EXEC)
+	// while the writers run: with atomic scripts, each snapshot agrees in
+	// both directions. Non-atomic writes show up here as torn states, even
+	// when the final state happens to agree.
+	stop := make(chan struct{})
+	snapshots := make(chan error, 1)
+	go func() { snapshots <- checkSnapshots(prefix, channels, topics, stop) }()
+
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := 0; w < workers; w++ {
@@ -607,11 +637,66 @@ func TestConcurrentMixKeepsIndexesConsistent(t *testing.T) {
 		}(int64(w))
 	}
 	wg.Wait()
+	close(stop)
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)
 	}
+	require.NoError(t, <-snapshots)
 	assertIndexesAgree(t, prefix)
+}
+
+// checkSnapshots reads every topic and subs set of channels c0.. and
+// topics t0.. in one transaction, over and over until stop, and returns the
+// first disagreement between the two directions.
+func checkSnapshots(prefix string, channels, topics int, stop <-chan struct{}) error {
+	c, err := redis.DialURL(redisURL, redis.DialReadTimeout(10*time.Second))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			if n == 0 {
+				return errors.New("no snapshot taken")
+			}
+			return nil
+		default:
+		}
+		c.Send("MULTI")
+		for i := 0; i < topics; i++ {
+			c.Send("SMEMBERS", fmt.Sprintf("%s:topic:t%d", prefix, i))
+		}
+		for i := 0; i < channels; i++ {
+			c.Send("SMEMBERS", fmt.Sprintf("%s:subs:c%d", prefix, i))
+		}
+		replies, err := redis.Values(c.Do("EXEC"))
+		if err != nil {
+			return err
+		}
+		inTopic := map[[2]string]bool{}
+		for i := 0; i < topics; i++ {
+			ids, _ := redis.Strings(replies[i], nil)
+			for _, id := range ids {
+				inTopic[[2]string{id, fmt.Sprintf("t%d", i)}] = true
+			}
+		}
+		inSubs := 0
+		for i := 0; i < channels; i++ {
+			subs, _ := redis.Strings(replies[topics+i], nil)
+			for _, topic := range subs {
+				pair := [2]string{fmt.Sprintf("c%d", i), topic}
+				if !inTopic[pair] {
+					return fmt.Errorf("snapshot %d: channel %s lists topic %s, which lacks it", n, pair[0], pair[1])
+				}
+				inSubs++
+			}
+		}
+		if inSubs != len(inTopic) {
+			return fmt.Errorf("snapshot %d: %d topic memberships but %d subs entries", n, len(inTopic), inSubs)
+		}
+	}
 }
 
 // assertIndexesAgree checks both directions: every member of a topic set
@@ -805,4 +890,80 @@ func TestTypedView(t *testing.T) {
 	_, err = typed.GetChannelAndSession(ctx, "c1")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "decode opening data")
+}
+
+// The script's own contract, called as any other client would: with a
+// budget, it stops before the channel that would go over it and says how
+// many it removed, always the first ones.
+func TestRemoveChannelsScriptBudget(t *testing.T) {
+	prefix := newPrefix(t)
+	c := dialRaw(t)
+	defer c.Close()
+	src, err := os.ReadFile("scripts/remove_channels.lua")
+	require.NoError(t, err)
+	ids := seedChannels(t, c, prefix, "c", 3, 5, 7) // 3 channels, 5 topics each
+	remove := func(budget int, ids ...string) (int, error) {
+		args := redis.Args{string(src), 2 * len(ids)}
+		for _, id := range ids {
+			args = append(args, prefix+":channel:"+id, prefix+":subs:"+id)
+		}
+		args = append(args, prefix, budget)
+		return redis.Int(c.Do("EVAL", append(args, redis.Args{}.AddFlat(ids)...)...))
+	}
+
+	// 5 + 5 > 8: only the first channel goes.
+	n, err := remove(8, ids...)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	exists, err := redis.Int(c.Do("EXISTS", prefix+":channel:"+ids[0], prefix+":channel:"+ids[1], prefix+":channel:"+ids[2]))
+	require.NoError(t, err)
+	assert.Equal(t, 2, exists, "the first channel is gone, the others are whole")
+
+	// A budget smaller than one channel's topics still removes that channel.
+	n, err = remove(1, ids[1:]...)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+
+	// 0 means no limit.
+	n, err = remove(0, ids[2])
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.Empty(t, scanKeys(t, c, prefix))
+
+	_, err = c.Do("EVAL", string(src), 1, prefix+":channel:x", prefix, 0, "x")
+	require.ErrorContains(t, err, "expected 2 keys per channel id")
+	_, err = c.Do("EVAL", string(src), 0, prefix, "lots")
+	require.ErrorContains(t, err, "budget must be a number")
+}
+
+// RemoveChannels bounds the work of each call, not only its ids: channels
+// with many subscriptions go in more, smaller calls. Counted with INFO
+// commandstats on a server of the test's own.
+func TestRemoveChannelsBoundsWorkPerCall(t *testing.T) {
+	srv := ownRedis(t)
+	ctx := ctxT(t)
+	// Chunks of 3 ids give a budget of 30 topic memberships a call.
+	cs, err := pikkuredis.OpenChannelStore(srv.URL, pikkuredis.WithRemoveChunkSize(3))
+	require.NoError(t, err)
+	defer cs.Close()
+	require.NoError(t, cs.Init(ctx))
+	admin, err := redis.DialURL(srv.URL)
+	require.NoError(t, err)
+	defer admin.Close()
+
+	heavy := seedChannels(t, admin, "pikku", "heavy", 4, 20, 40) // 20 topics each: one channel a call
+	light := seedChannels(t, admin, "pikku", "light", 6, 2, 40)  // 2 topics each: 3 ids a call
+	_, err = admin.Do("CONFIG", "RESETSTAT")
+	require.NoError(t, err)
+	require.NoError(t, cs.RemoveChannels(ctx, append(heavy, light...)))
+
+	n, err := redis.Int(admin.Do("DBSIZE"))
+	require.NoError(t, err)
+	assert.Zero(t, n, "everything removed")
+	info, err := redis.String(admin.Do("INFO", "commandstats"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+)`).FindStringSubmatch(info)
+	require.NotNil(t, m, info)
+	// heavy: 20+20 > 30, so 4 calls of one channel; light: 2 calls of 3.
+	assert.Equal(t, "6", m[1])
 }

@@ -3,6 +3,7 @@ package pikkuredis
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 )
 
 // marshalJSON encodes v as JavaScript's JSON.stringify does for the same
@@ -50,8 +51,16 @@ func unescapeLineSeparators(in []byte) []byte {
 	return out
 }
 
-// isJSONNull reports whether b is the JSON text null, which @pikku/redis
-// treats as "no value": no opening data ({}), no session (cleared).
-func isJSONNull(b []byte) bool {
-	return string(b) == "null"
+// isFalsyJSON reports whether b, the JSON text of one value, is a value
+// JavaScript treats as false: null, false, 0 (however written) or "".
+func isFalsyJSON(b []byte) bool {
+	switch string(b) {
+	case "null", "false", `""`:
+		return true
+	}
+	if len(b) == 0 || !(b[0] == '-' || (b[0] >= '0' && b[0] <= '9')) {
+		return false
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	return err == nil && f == 0
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -55,14 +56,41 @@ func (c *conn) get(ctx context.Context) (redis.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	var rc redis.Conn
+	var err error
 	if p, ok := c.pool.(contextPool); ok {
-		rc, err := p.GetContext(ctx)
-		if err != nil {
-			return nil, ctxErr(ctx, err)
-		}
-		return rc, nil
+		rc, err = p.GetContext(ctx)
+	} else {
+		rc, err = getBounded(ctx, c.pool)
 	}
-	rc := c.pool.Get()
+	if err != nil {
+		if c.closed.Load() { // Close ran while we waited: say so, not "closed pool"
+			return nil, ErrClosed
+		}
+		return nil, ctxErr(ctx, err)
+	}
+	return rc, nil
+}
+
+// getBounded gets a connection from a pool that has no GetContext without
+// waiting past ctx: the wait runs aside, and a connection that arrives after
+// the caller gave up goes straight back.
+func getBounded(ctx context.Context, p Pool) (redis.Conn, error) {
+	if ctx.Done() == nil {
+		return checked(p.Get())
+	}
+	ch := make(chan redis.Conn, 1)
+	go func() { ch <- p.Get() }()
+	select {
+	case rc := <-ch:
+		return checked(rc)
+	case <-ctx.Done():
+		go func() { (<-ch).Close() }()
+		return nil, ctx.Err()
+	}
+}
+
+func checked(rc redis.Conn) (redis.Conn, error) {
 	if err := rc.Err(); err != nil {
 		rc.Close()
 		return nil, err
@@ -83,28 +111,49 @@ func (c *conn) close() error {
 	return nil
 }
 
-// do sends one command bounded by ctx. redigo's pooled connections honour
-// ctx directly (closing the connection when ctx ends mid-call, so that it is
-// never reused with a reply still in flight); a connection without context
-// support (for example redisc's) gets ctx's deadline as a timeout instead.
+// The errors redigo returns when a connection lacks context or timeout
+// support (a pooled connection always claims both, then asks the connection
+// it wraps), taken from redigo itself so that they compare with ==.
+var (
+	_, errNoContext = redis.DoContext(struct{ redis.Conn }{}, context.Background(), "")
+	_, errNoTimeout = redis.DoWithTimeout(struct{ redis.Conn }{}, 0, "")
+)
+
+// do sends one command bounded by ctx. redigo's connections honour ctx
+// directly, closing the connection when ctx ends mid-call so that it is
+// never reused with a reply in flight. A connection without context support
+// (a caller's wrapper, a cluster client's) gets ctx's deadline as a read
+// timeout instead, and is bounded only by its own timeouts when it supports
+// neither.
 func do(ctx context.Context, rc redis.Conn, cmd string, args ...any) (any, error) {
-	var reply any
-	var err error
-	switch cc := rc.(type) {
-	case redis.ConnWithContext:
-		reply, err = cc.DoContext(ctx, cmd, args...)
-	case redis.ConnWithTimeout:
-		if dl, ok := ctx.Deadline(); ok {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+	if cc, ok := rc.(redis.ConnWithContext); ok {
+		reply, err := cc.DoContext(ctx, cmd, args...)
+		if err != errNoContext {
+			if err != nil {
+				return nil, ctxErr(ctx, err)
 			}
-			reply, err = cc.DoWithTimeout(time.Until(dl), cmd, args...)
-		} else {
-			reply, err = rc.Do(cmd, args...)
+			return reply, nil
 		}
-	default:
-		reply, err = rc.Do(cmd, args...)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		if ct, ok := rc.(redis.ConnWithTimeout); ok {
+			left := time.Until(dl)
+			if left <= 0 { // redigo reads a zero timeout as "none"
+				return nil, context.DeadlineExceeded
+			}
+			reply, err := ct.DoWithTimeout(left, cmd, args...)
+			if err != errNoTimeout {
+				if err != nil {
+					return nil, ctxErr(ctx, err)
+				}
+				return reply, nil
+			}
+		}
+	}
+	reply, err := rc.Do(cmd, args...)
 	if err != nil {
 		return nil, ctxErr(ctx, err)
 	}
@@ -130,10 +179,11 @@ func ctxErr(ctx context.Context, err error) error {
 	return fmt.Errorf("%w (%v)", cerr, err)
 }
 
-var dbPathRE = regexp.MustCompile(`^/?(\d*)$`)
+var dbPathRE = regexp.MustCompile(`/(\d*)\z`) // as redigo's
 
-// checkURL rejects what redis.DialURL would reject, so that a bad URL fails
-// when the store is opened, not at its first call.
+// checkURL rejects the URLs that redis.DialURLContext rejects (same
+// schemes, same database path rule), so that a bad URL fails when the store
+// is opened rather than at its first call.
 func checkURL(rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -142,13 +192,19 @@ func checkURL(rawURL string) error {
 	switch u.Scheme {
 	case "redis", "rediss", "valkey", "valkeys":
 	default:
-		return fmt.Errorf("pikkuredis: invalid redis URL %q: scheme must be redis:// or rediss://", rawURL)
+		return fmt.Errorf("pikkuredis: invalid redis URL %q: scheme must be redis://, rediss://, valkey:// or valkeys://", rawURL)
 	}
 	if u.Opaque != "" {
 		return fmt.Errorf("pikkuredis: invalid redis URL %q: write it as redis://host:port", rawURL)
 	}
-	if !dbPathRE.MatchString(u.Path) {
-		return fmt.Errorf("pikkuredis: invalid redis URL %q: path must be a database number", rawURL)
+	if u.Path != "" {
+		m := dbPathRE.FindStringSubmatch(u.Path)
+		if m == nil {
+			return fmt.Errorf("pikkuredis: invalid redis URL %q: path must be a database number", rawURL)
+		}
+		if _, err := strconv.Atoi(m[1]); m[1] != "" && err != nil {
+			return fmt.Errorf("pikkuredis: invalid redis URL %q: database %q: %w", rawURL, m[1], err)
+		}
 	}
 	return nil
 }
@@ -170,16 +226,47 @@ func openPool(rawURL string, cfg config) (*redis.Pool, error) {
 		Wait:        true, // wait (bounded by the caller's context) rather than fail when all are busy
 		IdleTimeout: 5 * time.Minute,
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return redis.DialURLContext(ctx, rawURL, dialOpts...)
+			return dialBounded(ctx, rawURL, dialOpts)
 		},
 		// A connection idle for a while may have been cut by a proxy or a
-		// server timeout; check it before handing it out.
-		TestOnBorrow: func(rc redis.Conn, idleSince time.Time) error {
+		// server timeout; check it, within the caller's context, before
+		// handing it out.
+		TestOnBorrowContext: func(ctx context.Context, rc redis.Conn, idleSince time.Time) error {
 			if time.Since(idleSince) < time.Minute {
 				return nil
 			}
-			_, err := rc.Do("PING")
+			_, err := redis.DoContext(rc, ctx, "PING")
 			return err
 		},
 	}, nil
+}
+
+// dialBounded dials without outliving ctx. redigo bounds the TCP connect by
+// ctx, but not the TLS handshake nor the AUTH and SELECT it sends after
+// (those use their own timeouts); so the dial runs aside, and a connection
+// that completes after the caller gave up is closed.
+func dialBounded(ctx context.Context, rawURL string, opts []redis.DialOption) (redis.Conn, error) {
+	if ctx.Done() == nil {
+		return redis.DialURLContext(ctx, rawURL, opts...)
+	}
+	type dialed struct {
+		rc  redis.Conn
+		err error
+	}
+	ch := make(chan dialed, 1)
+	go func() {
+		rc, err := redis.DialURLContext(ctx, rawURL, opts...)
+		ch <- dialed{rc, err}
+	}()
+	select {
+	case d := <-ch:
+		return d.rc, d.err
+	case <-ctx.Done():
+		go func() {
+			if d := <-ch; d.rc != nil {
+				d.rc.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }

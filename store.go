@@ -47,7 +47,9 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 )
 
-var emptyObject = json.RawMessage("{}")
+// emptyObject is what absent JSON reads as; each result gets its own copy,
+// so that a caller editing one in place cannot change another.
+func emptyObject() json.RawMessage { return json.RawMessage{'{', '}'} }
 
 func notFound(channelID string) error {
 	return fmt.Errorf("%w: %s", ErrChannelNotFound, channelID)
@@ -79,8 +81,10 @@ func checkTopic(topic string) error {
 	return nil
 }
 
-// encodeValue encodes opening data or a session as JSON text. null (a nil
-// value, a nil pointer, json.RawMessage("null")) comes back as nil.
+// encodeValue encodes opening data or a session as JSON text. A value that
+// JavaScript reads as false (nil, a nil pointer, null, false, 0, "") comes
+// back as nil, "no value": @pikku/redis stores `openingData || {}` and
+// clears the session when `!session`, and so must we for the same value.
 func encodeValue(what string, v any) ([]byte, error) {
 	if v == nil {
 		return nil, nil
@@ -89,7 +93,7 @@ func encodeValue(what string, v any) ([]byte, error) {
 	if err != nil {
 		return nil, invalid("%s cannot be encoded as JSON: %v", what, err)
 	}
-	if isJSONNull(b) {
+	if isFalsyJSON(b) {
 		return nil, nil
 	}
 	return b, nil
@@ -178,7 +182,7 @@ func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 		return wrap(op, err)
 	}
 	if data == nil {
-		data = emptyObject
+		data = []byte("{}")
 	}
 	rc, err := s.c.get(ctx)
 	if err != nil {
@@ -194,12 +198,18 @@ func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 	return wrap(op, err)
 }
 
+// removeBudgetPerID sets how many topic memberships one remove_channels call
+// may remove per id it is sent: 10 (1,000 for the default 100 ids).
+const removeBudgetPerID = 10
+
 // RemoveChannels removes channels and every trace of them: per channel,
 // atomically, its hash, its subscriptions set and its id in every topic set
 // it was subscribed to (@pikku/redis leaves the ids in the topic sets).
-// Long lists go in chunks of WithRemoveChunkSize ids, one script call each,
-// so a large removal never holds Redis for long; each channel is removed
-// wholly or not at all. An empty list does nothing.
+// The work is cut into script calls of at most WithRemoveChunkSize ids and
+// about ten times as many topic memberships, so a large removal never holds
+// Redis for long; each channel is removed wholly or not at all (a channel
+// with more subscriptions than that goes alone, in one call). An empty list
+// does nothing.
 func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) error {
 	const op = "remove channels"
 	for i, id := range channelIDs {
@@ -207,7 +217,7 @@ func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) 
 			return wrap(op, invalid("empty channel id at index %d", i))
 		}
 	}
-	if s.c.closed.Load() {
+	if s.c.closed.Load() { // so that an empty list after Close errs too
 		return ErrClosed
 	}
 	if len(channelIDs) == 0 {
@@ -219,19 +229,25 @@ func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) 
 	}
 	defer rc.Close()
 	chunk := s.c.cfg.removeChunkSize
-	for start := 0; start < len(channelIDs); start += chunk {
-		ids := channelIDs[start:min(start+chunk, len(channelIDs))]
-		args := make([]any, 2, 2+3*len(ids)+1)
+	budget := removeBudgetPerID * chunk
+	for done := 0; done < len(channelIDs); {
+		ids := channelIDs[done:min(done+chunk, len(channelIDs))]
+		args := make([]any, 2, 2+3*len(ids)+2)
 		for _, id := range ids {
 			args = append(args, s.c.keys.channel(id), s.c.keys.subs(id))
 		}
-		args = append(args, s.c.keys.prefix)
+		args = append(args, s.c.keys.prefix, budget)
 		for _, id := range ids {
 			args = append(args, id)
 		}
-		if _, err := removeChannelsScript.run(ctx, rc, 2*len(ids), args); err != nil {
-			return wrap(op, fmt.Errorf("%d of %d channels removed before the failing chunk: %w", start, len(channelIDs), err))
+		n, err := redis.Int(removeChannelsScript.run(ctx, rc, 2*len(ids), args))
+		if err == nil && (n < 1 || n > len(ids)) {
+			err = fmt.Errorf("script %s removed %d of %d channels", removeChannelsScript.name, n, len(ids))
 		}
+		if err != nil {
+			return wrap(op, fmt.Errorf("the first %d of %d ids were removed, the rest may not be: %w", done, len(channelIDs), err))
+		}
+		done += n
 	}
 	return nil
 }
@@ -295,8 +311,8 @@ func (s *ChannelStore) getChannelAndSession(ctx context.Context, channelID strin
 	ch := ChannelAndSession{
 		ChannelID:   string(vals[0]),
 		ChannelName: string(vals[1]),
-		OpeningData: emptyObject,
-		Session:     emptyObject,
+		OpeningData: emptyObject(),
+		Session:     emptyObject(),
 	}
 	if len(vals[2]) > 0 {
 		if !json.Valid(vals[2]) {
@@ -364,12 +380,11 @@ func (s *EventHubStore) GetChannelIDsForTopic(ctx context.Context, topic string)
 		return nil, wrap(op, err)
 	}
 	defer rc.Close()
+	// redis.Strings turns the empty array of an unknown topic into an
+	// empty, non-nil slice.
 	ids, err := redis.Strings(do(ctx, rc, "SMEMBERS", s.c.keys.topic(topic)))
 	if err != nil {
 		return nil, wrap(op, err)
-	}
-	if ids == nil {
-		ids = []string{}
 	}
 	return ids, nil
 }

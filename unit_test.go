@@ -3,6 +3,7 @@ package pikkuredis
 import (
 	"encoding/json"
 	"io/fs"
+	"math"
 	"path"
 	"regexp"
 	"strings"
@@ -60,10 +61,16 @@ func TestMarshalJSONLikeJSONStringify(t *testing.T) {
 }
 
 func TestEncodeValue(t *testing.T) {
-	for _, v := range []any{nil, json.RawMessage("null"), (*int)(nil)} {
+	// What JavaScript reads as false is "no value", as in @pikku/redis.
+	for _, v := range []any{nil, json.RawMessage("null"), (*int)(nil), false, 0, 0.0, math.Copysign(0, -1), "", json.RawMessage("0e3")} {
 		b, err := encodeValue("x", v)
 		require.NoError(t, err)
 		assert.Nil(t, b, "%#v is no value", v)
+	}
+	for _, v := range []any{true, 1, -0.5, " ", "0", "false", map[string]int{}, []int{}, json.RawMessage(`"0"`)} {
+		b, err := encodeValue("x", v)
+		require.NoError(t, err)
+		assert.NotNil(t, b, "%#v is a value", v)
 	}
 	_, err := encodeValue("session", make(chan int))
 	require.ErrorIs(t, err, ErrInvalidArgument)
@@ -87,7 +94,8 @@ func TestOwnedPoolIsClosedByClose(t *testing.T) {
 	require.NoError(t, cs.Close())
 	c := cs.c.owned.Get()
 	defer c.Close()
-	assert.Error(t, c.Err(), "the owned pool is closed")
+	require.Error(t, c.Err())
+	assert.Contains(t, c.Err().Error(), "closed pool", "the owned pool is closed, not merely unable to dial")
 }
 
 func TestSharedPoolIsNotClosedByClose(t *testing.T) {
@@ -110,6 +118,7 @@ func TestScriptsHaveHeaderContracts(t *testing.T) {
 		registered[s.name] = true
 	}
 	require.Len(t, files, len(allScripts))
+	assert.Len(t, ScriptSHAs(), len(allScripts))
 	keysRE := regexp.MustCompile(`(?m)^-- KEYS\[[^\]]+\]\s+\S`)
 	argvRE := regexp.MustCompile(`(?m)^-- ARGV\[[^\]]+\]\s+\S`)
 	for _, f := range files {
