@@ -33,6 +33,10 @@ var _ contextPool = (*redis.Pool)(nil)
 // ErrClosed is returned by every call on a store after its Close.
 var ErrClosed = errors.New("pikkuredis: store is closed")
 
+// errNoPool is returned by a store made without a pool: a zero value, or
+// New*Store(nil).
+var errNoPool = errors.New("store has no pool: make it with NewChannelStore/NewEventHubStore(pool) or Open*Store(url)")
+
 // conn is what both stores share: where connections come from, the key
 // names, and whether the store still runs.
 type conn struct {
@@ -50,6 +54,9 @@ func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
 // get returns a connection for one call. It fails at once after Close or
 // when ctx is already done, and waits no longer than ctx for a pooled one.
 func (c *conn) get(ctx context.Context) (redis.Conn, error) {
+	if c == nil || c.pool == nil {
+		return nil, errNoPool
+	}
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -100,7 +107,7 @@ func checked(rc redis.Conn) (redis.Conn, error) {
 
 // close marks the store closed (once) and closes an owned pool.
 func (c *conn) close() error {
-	if !c.closed.CompareAndSwap(false, true) {
+	if c == nil || !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	if c.owned != nil {

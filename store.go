@@ -217,10 +217,14 @@ func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) 
 			return wrap(op, invalid("empty channel id at index %d", i))
 		}
 	}
-	if s.c.closed.Load() { // so that an empty list after Close errs too
-		return ErrClosed
-	}
 	if len(channelIDs) == 0 {
+		// Nothing to send, but a closed or pool-less store still says so.
+		if s.c == nil || s.c.pool == nil {
+			return wrap(op, errNoPool)
+		}
+		if s.c.closed.Load() {
+			return ErrClosed
+		}
 		return nil
 	}
 	rc, err := s.c.get(ctx)

@@ -3,6 +3,7 @@ package pikkuredis
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -30,24 +31,44 @@ type TypedChannel[O, S any] struct {
 	CreatedAt   time.Time
 }
 
+// A zero Typed has no store to use; its methods say so rather than panic.
+func (t Typed[O, S]) check() error {
+	if t.store == nil {
+		return errors.New("pikkuredis: Typed has no store: make it with NewTyped(store)")
+	}
+	return nil
+}
+
 // AddChannel stores a channel opened with data.
 func (t Typed[O, S]) AddChannel(ctx context.Context, channelID, channelName string, data O) error {
+	if err := t.check(); err != nil {
+		return err
+	}
 	return t.store.AddChannel(ctx, Channel{ChannelID: channelID, ChannelName: channelName, OpeningData: data})
 }
 
 // SetUserSession stores the session of an existing channel.
 func (t Typed[O, S]) SetUserSession(ctx context.Context, channelID string, session S) error {
+	if err := t.check(); err != nil {
+		return err
+	}
 	return t.store.SetUserSession(ctx, channelID, session)
 }
 
 // ClearUserSession removes the session of an existing channel.
 func (t Typed[O, S]) ClearUserSession(ctx context.Context, channelID string) error {
+	if err := t.check(); err != nil {
+		return err
+	}
 	return t.store.SetUserSession(ctx, channelID, nil)
 }
 
 // GetChannelAndSession returns the channel with its opening data and
 // session decoded. Stored JSON that does not fit O or S is an error.
 func (t Typed[O, S]) GetChannelAndSession(ctx context.Context, channelID string) (TypedChannel[O, S], error) {
+	if err := t.check(); err != nil {
+		return TypedChannel[O, S]{}, err
+	}
 	raw, hasSession, err := t.store.getChannelAndSession(ctx, channelID)
 	if err != nil {
 		return TypedChannel[O, S]{}, err

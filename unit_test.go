@@ -1,6 +1,7 @@
 package pikkuredis
 
 import (
+	"context"
 	"encoding/json"
 	"io/fs"
 	"math"
@@ -132,4 +133,22 @@ func TestScriptsHaveHeaderContracts(t *testing.T) {
 		assert.Contains(t, text, "-- Returns: ", f)
 		assert.Contains(t, text, "redis-cli --eval scripts/"+name+".lua ", f)
 	}
+}
+
+// Stores made without a pool, and a zero Typed, answer with an error.
+func TestNoPoolIsAnErrorNotAPanic(t *testing.T) {
+	ctx := context.Background()
+	for name, cs := range map[string]*ChannelStore{"nil pool": NewChannelStore(nil), "zero value": {}} {
+		assert.ErrorContains(t, cs.AddChannel(ctx, Channel{ChannelID: "c1"}), "no pool", name)
+		assert.ErrorContains(t, cs.RemoveChannels(ctx, nil), "no pool", name)
+		assert.ErrorContains(t, cs.RemoveChannels(ctx, []string{"c1"}), "no pool", name)
+		assert.NoError(t, cs.Close(), name)
+	}
+	var hs EventHubStore
+	_, err := hs.Subscribe(ctx, "t", "c1")
+	assert.ErrorContains(t, err, "no pool")
+	var typed Typed[int, int]
+	_, err = typed.GetChannelAndSession(ctx, "c1")
+	assert.ErrorContains(t, err, "NewTyped")
+	assert.ErrorContains(t, typed.AddChannel(ctx, "c1", "n", 1), "NewTyped")
 }
