@@ -156,7 +156,8 @@ func (s *ChannelStore) Close() error { return s.c.close() }
 type Channel struct {
 	ChannelID   string
 	ChannelName string
-	// OpeningData is stored as JSON; nil (or JSON null) is stored as {}.
+	// OpeningData is stored as JSON. nil, and any value JavaScript reads as
+	// false (null, false, 0, ""), is stored as {}, as @pikku/redis does.
 	OpeningData any
 }
 
@@ -256,9 +257,10 @@ func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) 
 	return nil
 }
 
-// SetUserSession stores the user session of an existing channel; nil (or
-// JSON null) clears it. On a missing channel it returns ErrChannelNotFound
-// and writes nothing (@pikku/redis would create a hash holding only the
+// SetUserSession stores the user session of an existing channel. nil, and
+// any value JavaScript reads as false (null, false, 0, ""), clears it, as in
+// @pikku/redis. On a missing channel it returns ErrChannelNotFound and
+// writes nothing (@pikku/redis would create a hash holding only the
 // session).
 func (s *ChannelStore) SetUserSession(ctx context.Context, channelID string, session any) error {
 	const op = "set user session"
