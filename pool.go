@@ -51,14 +51,23 @@ func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
 	return &conn{pool: pool, owned: owned, keys: keys{prefix: cfg.prefix}, cfg: cfg}
 }
 
+// usable says why the store cannot take a call: it has no pool, or it is
+// closed. Every call asks, even one with nothing to send.
+func (c *conn) usable() error {
+	if c == nil || c.pool == nil {
+		return errNoPool
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
 // get returns a connection for one call. It fails at once after Close or
 // when ctx is already done, and waits no longer than ctx for a pooled one.
 func (c *conn) get(ctx context.Context) (redis.Conn, error) {
-	if c == nil || c.pool == nil {
-		return nil, errNoPool
-	}
-	if c.closed.Load() {
-		return nil, ErrClosed
+	if err := c.usable(); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -68,7 +77,9 @@ func (c *conn) get(ctx context.Context) (redis.Conn, error) {
 	if p, ok := c.pool.(contextPool); ok {
 		rc, err = p.GetContext(ctx)
 	} else {
-		rc, err = getBounded(ctx, c.pool)
+		// Pool.Get has no context: wait aside, so that the caller leaves
+		// on time; a connection that arrives after that goes back.
+		rc, err = bounded(ctx, func() (redis.Conn, error) { return checked(c.pool.Get()) })
 	}
 	if err != nil {
 		if c.closed.Load() { // Close ran while we waited: say so, not "closed pool"
@@ -79,20 +90,32 @@ func (c *conn) get(ctx context.Context) (redis.Conn, error) {
 	return rc, nil
 }
 
-// getBounded gets a connection from a pool that has no GetContext without
-// waiting past ctx: the wait runs aside, and a connection that arrives after
-// the caller gave up goes straight back.
-func getBounded(ctx context.Context, p Pool) (redis.Conn, error) {
+// bounded returns what f returns, or ctx's error as soon as ctx ends, for
+// the steps redigo does not bound by a context (a pool's Get, a TLS
+// handshake, the AUTH after a dial). f then goes on aside, and a connection
+// it returns after the caller left is closed.
+func bounded(ctx context.Context, f func() (redis.Conn, error)) (redis.Conn, error) {
 	if ctx.Done() == nil {
-		return checked(p.Get())
+		return f()
 	}
-	ch := make(chan redis.Conn, 1)
-	go func() { ch <- p.Get() }()
+	type result struct {
+		rc  redis.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		rc, err := f()
+		ch <- result{rc, err}
+	}()
 	select {
-	case rc := <-ch:
-		return checked(rc)
+	case r := <-ch:
+		return r.rc, r.err
 	case <-ctx.Done():
-		go func() { (<-ch).Close() }()
+		go func() {
+			if r := <-ch; r.rc != nil {
+				r.rc.Close()
+			}
+		}()
 		return nil, ctx.Err()
 	}
 }
@@ -232,8 +255,10 @@ func openPool(rawURL string, cfg config) (*redis.Pool, error) {
 		MaxIdle:     cfg.poolSize,
 		Wait:        true, // wait (bounded by the caller's context) rather than fail when all are busy
 		IdleTimeout: 5 * time.Minute,
+		// redigo bounds the TCP connect by ctx, but not the TLS handshake
+		// nor the AUTH and SELECT after it.
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return dialBounded(ctx, rawURL, dialOpts)
+			return bounded(ctx, func() (redis.Conn, error) { return redis.DialURLContext(ctx, rawURL, dialOpts...) })
 		},
 		// A connection idle for a while may have been cut by a proxy or a
 		// server timeout; check it, within the caller's context, before
@@ -246,34 +271,4 @@ func openPool(rawURL string, cfg config) (*redis.Pool, error) {
 			return err
 		},
 	}, nil
-}
-
-// dialBounded dials without outliving ctx. redigo bounds the TCP connect by
-// ctx, but not the TLS handshake nor the AUTH and SELECT it sends after
-// (those use their own timeouts); so the dial runs aside, and a connection
-// that completes after the caller gave up is closed.
-func dialBounded(ctx context.Context, rawURL string, opts []redis.DialOption) (redis.Conn, error) {
-	if ctx.Done() == nil {
-		return redis.DialURLContext(ctx, rawURL, opts...)
-	}
-	type dialed struct {
-		rc  redis.Conn
-		err error
-	}
-	ch := make(chan dialed, 1)
-	go func() {
-		rc, err := redis.DialURLContext(ctx, rawURL, opts...)
-		ch <- dialed{rc, err}
-	}()
-	select {
-	case d := <-ch:
-		return d.rc, d.err
-	case <-ctx.Done():
-		go func() {
-			if d := <-ch; d.rc != nil {
-				d.rc.Close()
-			}
-		}()
-		return nil, ctx.Err()
-	}
 }

@@ -183,7 +183,7 @@ func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 		return wrap(op, err)
 	}
 	if data == nil {
-		data = []byte("{}")
+		data = emptyObject()
 	}
 	rc, err := s.c.get(ctx)
 	if err != nil {
@@ -219,14 +219,7 @@ func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) 
 		}
 	}
 	if len(channelIDs) == 0 {
-		// Nothing to send, but a closed or pool-less store still says so.
-		if s.c == nil || s.c.pool == nil {
-			return wrap(op, errNoPool)
-		}
-		if s.c.closed.Load() {
-			return ErrClosed
-		}
-		return nil
+		return wrap(op, s.c.usable()) // nothing to send, but a closed store still says so
 	}
 	rc, err := s.c.get(ctx)
 	if err != nil {
