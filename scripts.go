@@ -23,12 +23,12 @@ type script struct {
 
 // The registry: every script the stores run, loaded from scripts/.
 var (
-	subscribeScript      = mustScript("subscribe")
-	unsubscribeScript    = mustScript("unsubscribe")
-	setUserSessionScript = mustScript("set_user_session")
-	removeChannelsScript = mustScript("remove_channels")
+	subscribeScript       = mustScript("subscribe")
+	unsubscribeScript     = mustScript("unsubscribe")
+	setChannelFieldScript = mustScript("set_channel_field")
+	removeChannelsScript  = mustScript("remove_channels")
 
-	allScripts = []*script{subscribeScript, unsubscribeScript, setUserSessionScript, removeChannelsScript}
+	allScripts = []*script{subscribeScript, unsubscribeScript, setChannelFieldScript, removeChannelsScript}
 )
 
 func mustScript(name string) *script {

@@ -15,6 +15,7 @@ import (
 // anywhere else. The layout is that of @pikku/redis, byte for byte:
 //
 //	{prefix}:channel:{channelId}  hash  channelId, channelName, openingData, userSession, createdAt
+//	                                    (and, since @pikku/redis 0.12.18, pikkuUserId, state)
 //	{prefix}:topic:{topic}        set   channel ids subscribed to the topic
 //	{prefix}:subs:{channelId}     set   topics the channel is subscribed to
 //
@@ -34,6 +35,8 @@ const (
 	fieldOpeningData = "openingData"
 	fieldUserSession = "userSession"
 	fieldCreatedAt   = "createdAt"
+	fieldPikkuUserID = "pikkuUserId" // @pikku/redis 0.12.18
+	fieldState       = "state"       // @pikku/redis 0.12.18
 )
 
 var (
@@ -59,9 +62,10 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
 }
 
-// wrap adds the operation to an error; ErrClosed stays bare.
+// wrap adds the operation to an error. ErrClosed and ErrChannelNotFound
+// stay as they are: they already start with "pikkuredis:" and say all.
 func wrap(op string, err error) error {
-	if err == nil || err == ErrClosed {
+	if err == nil || err == ErrClosed || errors.Is(err, ErrChannelNotFound) {
 		return err
 	}
 	return fmt.Errorf("pikkuredis: %s: %w", op, err)
@@ -264,15 +268,21 @@ func (s *ChannelStore) SetUserSession(ctx context.Context, channelID string, ses
 	if err != nil {
 		return wrap(op, err)
 	}
+	return wrap(op, s.setField(ctx, channelID, fieldUserSession, b))
+}
+
+// setField writes (or, for an empty value, deletes) one of the fields
+// that change while a channel is open, only if the channel exists.
+func (s *ChannelStore) setField(ctx context.Context, channelID, field string, value []byte) error {
 	rc, err := s.c.get(ctx)
 	if err != nil {
-		return wrap(op, err)
+		return err
 	}
 	defer rc.Close()
-	// nil b is sent as "", which the script reads as "clear".
-	found, err := redis.Int(setUserSessionScript.run(ctx, rc, 1, []any{nil, nil, s.c.keys.channel(channelID), b}))
+	// An empty value is sent as "", which the script reads as "clear".
+	found, err := redis.Int(setChannelFieldScript.run(ctx, rc, 1, []any{nil, nil, s.c.keys.channel(channelID), field, value}))
 	if err != nil {
-		return wrap(op, err)
+		return err
 	}
 	if found == 0 {
 		return notFound(channelID)
@@ -291,45 +301,97 @@ func (s *ChannelStore) GetChannelAndSession(ctx context.Context, channelID strin
 // Typed view needs and the {} of ChannelAndSession hides.
 func (s *ChannelStore) getChannelAndSession(ctx context.Context, channelID string) (ChannelAndSession, bool, error) {
 	const op = "get channel and session"
-	if err := checkID(channelID); err != nil {
+	h, err := s.readChannel(ctx, channelID, fieldUserSession)
+	if err != nil {
 		return ChannelAndSession{}, false, wrap(op, err)
+	}
+	session, hasSession, err := jsonField(channelID, fieldUserSession, h.extra[0])
+	if err != nil {
+		return ChannelAndSession{}, false, wrap(op, err)
+	}
+	if !hasSession {
+		session = emptyObject()
+	}
+	return ChannelAndSession{
+		ChannelID:   h.id,
+		ChannelName: h.name,
+		OpeningData: h.openingData,
+		Session:     session,
+		CreatedAt:   h.createdAt,
+	}, hasSession, nil
+}
+
+// channelHash is what every read of a channel returns: the fields
+// AddChannel writes, and the extra fields the caller asked for, raw.
+type channelHash struct {
+	id, name    string
+	openingData json.RawMessage // {} when absent
+	createdAt   time.Time       // zero when absent or not a number
+	extra       [][]byte        // nil for an absent field
+}
+
+// readChannel reads a channel hash's own fields and extra ones in one
+// HMGET.
+func (s *ChannelStore) readChannel(ctx context.Context, channelID string, extra ...string) (channelHash, error) {
+	fields := append([]string{fieldChannelID, fieldChannelName, fieldOpeningData, fieldCreatedAt}, extra...)
+	vals, err := s.hmget(ctx, channelID, fields...)
+	if err != nil {
+		return channelHash{}, err
+	}
+	h := channelHash{id: string(vals[0]), name: string(vals[1]), extra: vals[4:]}
+	data, ok, err := jsonField(channelID, fieldOpeningData, vals[2])
+	if err != nil {
+		return channelHash{}, err
+	}
+	if !ok {
+		data = emptyObject()
+	}
+	h.openingData = data
+	if ms, err := strconv.ParseInt(string(vals[3]), 10, 64); err == nil {
+		h.createdAt = time.UnixMilli(ms)
+	}
+	return h, nil
+}
+
+// hmget reads fields of a channel hash, the first of which must be
+// channelId. A hash without channelId is ErrChannelNotFound, as in
+// @pikku/redis (which also reads a hash holding only a stray field as not
+// found).
+func (s *ChannelStore) hmget(ctx context.Context, channelID string, fields ...string) ([][]byte, error) {
+	if err := checkID(channelID); err != nil {
+		return nil, err
 	}
 	rc, err := s.c.get(ctx)
 	if err != nil {
-		return ChannelAndSession{}, false, wrap(op, err)
+		return nil, err
 	}
 	defer rc.Close()
-	vals, err := redis.ByteSlices(do(ctx, rc, "HMGET", s.c.keys.channel(channelID),
-		fieldChannelID, fieldChannelName, fieldOpeningData, fieldUserSession, fieldCreatedAt))
+	args := make([]any, 0, 1+len(fields))
+	args = append(args, s.c.keys.channel(channelID))
+	for _, f := range fields {
+		args = append(args, f)
+	}
+	vals, err := redis.ByteSlices(do(ctx, rc, "HMGET", args...))
 	if err != nil {
-		return ChannelAndSession{}, false, wrap(op, err)
+		return nil, err
 	}
-	if len(vals) != 5 || len(vals[0]) == 0 {
-		return ChannelAndSession{}, false, notFound(channelID)
+	if len(vals) != len(fields) || len(vals[0]) == 0 {
+		return nil, notFound(channelID)
 	}
-	ch := ChannelAndSession{
-		ChannelID:   string(vals[0]),
-		ChannelName: string(vals[1]),
-		OpeningData: emptyObject(),
-		Session:     emptyObject(),
+	return vals, nil
+}
+
+// jsonField checks a stored JSON field: absent or empty is (nil, false);
+// text that is not JSON is an error naming the channel and the field
+// rather than bytes a caller would fail to decode later.
+func jsonField(channelID, field string, v []byte) (json.RawMessage, bool, error) {
+	if len(v) == 0 {
+		return nil, false, nil
 	}
-	if len(vals[2]) > 0 {
-		if !json.Valid(vals[2]) {
-			return ChannelAndSession{}, false, wrap(op, fmt.Errorf("channel %s: stored openingData is not JSON", channelID))
-		}
-		ch.OpeningData = vals[2]
+	if !json.Valid(v) {
+		return nil, false, fmt.Errorf("channel %s: stored %s is not JSON", channelID, field)
 	}
-	hasSession := len(vals[3]) > 0
-	if hasSession {
-		if !json.Valid(vals[3]) {
-			return ChannelAndSession{}, false, wrap(op, fmt.Errorf("channel %s: stored userSession is not JSON", channelID))
-		}
-		ch.Session = vals[3]
-	}
-	if ms, err := strconv.ParseInt(string(vals[4]), 10, 64); err == nil {
-		ch.CreatedAt = time.UnixMilli(ms)
-	}
-	return ch, hasSession, nil
+	return v, true, nil
 }
 
 // EventHubStore keeps the subscriptions of channels to topics in both

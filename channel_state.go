@@ -1,0 +1,97 @@
+package pikkuredis
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// The channel API of today's Pikku (@pikku/redis 0.12.18): a Pikku user id
+// and a state per channel, kept in the same hash as the 0.12.3 fields
+// (pikkuUserId and state), so both APIs and both languages can be used on
+// the same channels. Like SetUserSession, the writes here go through
+// set_channel_field.lua and refuse a missing channel with
+// ErrChannelNotFound, writing nothing (@pikku/redis would create a hash
+// holding only that field).
+
+// ChannelInfo is a stored channel as @pikku/redis 0.12.18's getChannel
+// returns it, plus its creation time.
+type ChannelInfo struct {
+	ChannelID   string
+	ChannelName string
+	OpeningData json.RawMessage // {} when absent
+	PikkuUserID string          // "" when none
+	CreatedAt   time.Time       // zero when the hash has no valid createdAt
+}
+
+// SetPikkuUserID records which Pikku user a channel belongs to; the empty
+// string clears it.
+func (s *ChannelStore) SetPikkuUserID(ctx context.Context, channelID, userID string) error {
+	const op = "set pikku user id"
+	if err := checkID(channelID); err != nil {
+		return wrap(op, err)
+	}
+	return wrap(op, s.setField(ctx, channelID, fieldPikkuUserID, []byte(userID)))
+}
+
+// GetChannel returns a channel with its Pikku user id. A missing channel
+// is ErrChannelNotFound.
+func (s *ChannelStore) GetChannel(ctx context.Context, channelID string) (ChannelInfo, error) {
+	h, err := s.readChannel(ctx, channelID, fieldPikkuUserID)
+	if err != nil {
+		return ChannelInfo{}, wrap("get channel", err)
+	}
+	return ChannelInfo{
+		ChannelID:   h.id,
+		ChannelName: h.name,
+		OpeningData: h.openingData,
+		PikkuUserID: string(h.extra[0]),
+		CreatedAt:   h.createdAt,
+	}, nil
+}
+
+// SetState stores a channel's state as JSON. Every value is stored as it
+// encodes, as @pikku/redis stores JSON.stringify(state ?? null): nil is
+// stored as null (which GetState reports as no state), false and 0 as
+// themselves. ClearState deletes it.
+func (s *ChannelStore) SetState(ctx context.Context, channelID string, state any) error {
+	const op = "set state"
+	if err := checkID(channelID); err != nil {
+		return wrap(op, err)
+	}
+	b, err := marshalJSON(state)
+	if err != nil {
+		return wrap(op, invalid("state cannot be encoded as JSON: %v", err))
+	}
+	return wrap(op, s.setField(ctx, channelID, fieldState, b))
+}
+
+// GetState returns a channel's state as stored. ok is false when there is
+// none: the field is absent or holds JSON null, where @pikku/redis returns
+// undefined. A missing channel is ErrChannelNotFound, and stored text that
+// is not JSON is an error (@pikku/redis returns undefined for both).
+func (s *ChannelStore) GetState(ctx context.Context, channelID string) (state json.RawMessage, ok bool, err error) {
+	const op = "get state"
+	vals, err := s.hmget(ctx, channelID, fieldChannelID, fieldState)
+	if err != nil {
+		return nil, false, wrap(op, err)
+	}
+	state, ok, err = jsonField(channelID, fieldState, vals[1])
+	if err != nil {
+		return nil, false, wrap(op, err)
+	}
+	if !ok || string(bytes.TrimSpace(state)) == "null" {
+		return nil, false, nil
+	}
+	return state, true, nil
+}
+
+// ClearState deletes a channel's state.
+func (s *ChannelStore) ClearState(ctx context.Context, channelID string) error {
+	const op = "clear state"
+	if err := checkID(channelID); err != nil {
+		return wrap(op, err)
+	}
+	return wrap(op, s.setField(ctx, channelID, fieldState, nil))
+}
