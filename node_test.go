@@ -1,0 +1,235 @@
+package pikkuredis_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The interop tests drive the real @pikku/redis (and ioredis) through
+// interop/driver.mjs. The packages come from interop/package-lock.json:
+// .ci/run installs them with `npm ci`, and so do the tests themselves when
+// interop/node_modules is missing, so that `go test ./...` alone runs
+// everything. Without Node.js, or when npm cannot install, the interop tests
+// skip saying why; under CI=true they fail.
+
+const interopDir = "interop"
+
+var (
+	interopOnce sync.Once
+	interopErr  error
+)
+
+// needNode returns the node binary, installing the interop packages first
+// if needed, or skips (fails under CI=true).
+func needNode(t testing.TB) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err == nil {
+		interopOnce.Do(func() { interopErr = installInterop() })
+		err = interopErr
+	}
+	if err != nil {
+		msg := fmt.Sprintf("interop tests need Node.js 20+ and `npm ci` in interop/: %v", err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return node
+}
+
+// installInterop runs `npm ci` in interop/ unless node_modules already
+// holds what package-lock.json pins (npm writes its own copy of the lock
+// there; an older one means a stale install).
+func installInterop() error {
+	lock, err := os.Stat(filepath.Join(interopDir, "package-lock.json"))
+	if err != nil {
+		return err
+	}
+	installed, err := os.Stat(filepath.Join(interopDir, "node_modules", ".package-lock.json"))
+	if err == nil && !installed.ModTime().Before(lock.ModTime()) {
+		return nil
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return fmt.Errorf("npm is not on PATH")
+	}
+	cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = interopDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("npm ci in interop/: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// nodeDriver is one running interop/driver.mjs.
+type nodeDriver struct {
+	t       testing.TB
+	stdin   io.WriteCloser
+	answers chan []byte
+	stderr  *lockedBuffer
+	mu      sync.Mutex // one request at a time, answered in order
+	nextID  int
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startNode starts the driver for this test; it is stopped when the test
+// ends.
+func startNode(t testing.TB) *nodeDriver {
+	t.Helper()
+	node := needNode(t)
+	cmd := exec.Command(node, "driver.mjs")
+	cmd.Dir = interopDir
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &nodeDriver{t: t, stdin: stdin, answers: make(chan []byte, 1), stderr: &lockedBuffer{}}
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node driver: %v", err)
+	}
+	go func() {
+		defer close(d.answers)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		for sc.Scan() {
+			d.answers <- append([]byte(nil), sc.Bytes()...)
+		}
+	}()
+	t.Cleanup(func() {
+		stdin.Close() // the driver quits its Redis clients and exits at EOF
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil && !t.Failed() {
+				t.Errorf("node driver exited with %v; stderr:\n%s", err, d.stderr)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("node driver did not exit at EOF; stderr:\n%s", d.stderr)
+		}
+	})
+	return d
+}
+
+// nodeError is an error thrown on the Node.js side, such as @pikku/redis's
+// "Channel not found: <id>".
+type nodeError struct{ msg string }
+
+func (e *nodeError) Error() string { return "node: " + e.msg }
+
+// do sends one request and returns its result; undefined reports a call
+// that returned undefined. A JavaScript exception is a *nodeError; a
+// driver that dies or stops answering fails the test.
+func (d *nodeDriver) do(req map[string]any) (result json.RawMessage, undefined bool, err error) {
+	d.t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.nextID++
+	req["id"] = d.nextID
+	line, err := json.Marshal(req)
+	if err != nil {
+		d.t.Fatalf("encode request %v: %v", req, err)
+	}
+	if _, err := d.stdin.Write(append(line, '\n')); err != nil {
+		d.t.Fatalf("write to node driver: %v; stderr:\n%s", err, d.stderr)
+	}
+	var raw []byte
+	select {
+	case a, ok := <-d.answers:
+		if !ok {
+			d.t.Fatalf("node driver exited; stderr:\n%s", d.stderr)
+		}
+		raw = a
+	case <-time.After(30 * time.Second):
+		d.t.Fatalf("node driver did not answer %s within 30s; stderr:\n%s", line, d.stderr)
+	}
+	var ans struct {
+		ID        int             `json:"id"`
+		OK        bool            `json:"ok"`
+		Result    json.RawMessage `json:"result"`
+		Undefined bool            `json:"undefined"`
+		Error     string          `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil || ans.ID != d.nextID {
+		d.t.Fatalf("bad answer %q to %s (err %v)", raw, line, err)
+	}
+	if !ans.OK {
+		return nil, false, &nodeError{ans.Error}
+	}
+	return ans.Result, ans.Undefined, nil
+}
+
+// tsStore is one @pikku/redis store living in the driver.
+type tsStore struct {
+	d       *nodeDriver
+	url     string
+	prefix  string // "" constructs the store without a prefix: its default
+	version string // "0.12.3" or "0.12.18"
+	kind    string // "channel" or "eventhub"
+}
+
+// call calls a method and fails the test on a JavaScript exception.
+func (s tsStore) call(t testing.TB, method string, args ...any) json.RawMessage {
+	t.Helper()
+	res, _, err := s.try(method, args...)
+	if err != nil {
+		t.Fatalf("@pikku/redis %s %s.%s: %v", s.version, s.kind, method, err)
+	}
+	return res
+}
+
+// try calls a method and returns a JavaScript exception as an error.
+func (s tsStore) try(method string, args ...any) (json.RawMessage, bool, error) {
+	var prefix any
+	if s.prefix != "" {
+		prefix = s.prefix
+	}
+	if args == nil {
+		args = []any{}
+	}
+	return s.d.do(map[string]any{
+		"op": "store", "url": s.url, "version": s.version, "kind": s.kind,
+		"prefix": prefix, "method": method, "args": args,
+	})
+}
+
+// isNotFound tells whether a JavaScript exception is @pikku/redis's
+// "Channel not found: <id>".
+func isNotFound(err error, id string) bool {
+	var ne *nodeError
+	return errors.As(err, &ne) && ne.msg == fmt.Sprintf("Channel not found: %s", id)
+}
