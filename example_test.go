@@ -144,3 +144,36 @@ func ExampleNewTyped() {
 	// Output:
 	// lobby u-42 true true
 }
+
+// Today's Pikku channel API (@pikku/redis 0.12.18): a user id and a state
+// per channel, in the same hash as the rest of the channel.
+func ExampleChannelStore_GetChannel() {
+	ctx := context.Background()
+	channels, _ := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(examplePrefix()))
+	defer channels.Close()
+
+	_ = channels.AddChannel(ctx, pikkuredis.Channel{ChannelID: "ch-1", ChannelName: "chat"})
+	_ = channels.SetPikkuUserID(ctx, "ch-1", "u-42")
+	_ = channels.SetState(ctx, "ch-1", map[string]int{"step": 2})
+
+	info, err := channels.GetChannel(ctx, "ch-1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(info.ChannelName, string(info.OpeningData), info.PikkuUserID)
+	state, ok, _ := channels.GetState(ctx, "ch-1")
+	fmt.Println(string(state), ok)
+
+	_ = channels.ClearState(ctx, "ch-1")
+	_, ok, _ = channels.GetState(ctx, "ch-1")
+	fmt.Println("after ClearState:", ok)
+
+	err = channels.SetState(ctx, "closed-socket", "late write")
+	fmt.Println(err)
+	_ = channels.RemoveChannels(ctx, []string{"ch-1"})
+	// Output:
+	// chat {} u-42
+	// {"step":2} true
+	// after ClearState: false
+	// pikkuredis: channel not found: closed-socket
+}

@@ -1,0 +1,261 @@
+package pikkuredis_test
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The README promises things the tests keep true: the script contracts are
+// the scripts' own headers, the compatibility matrix is the interop cases,
+// and the snippets run.
+
+var update = flag.Bool("update", false, "rewrite the README's generated script contracts from the script headers")
+
+const (
+	contractsBegin = "<!-- BEGIN script contracts: generated from the script headers by `go test -run TestReadmeScriptContracts -update`; edit the headers, not this -->"
+	contractsEnd   = "<!-- END script contracts -->"
+	matrixBegin    = "<!-- BEGIN compatibility matrix: each ✓ is a case of TestInteropWithPikkuRedis -->"
+	matrixEnd      = "<!-- END compatibility matrix -->"
+)
+
+func readme(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	return string(b)
+}
+
+// between returns the text between two marker lines.
+func between(t *testing.T, text, begin, end string) string {
+	t.Helper()
+	i := strings.Index(text, begin+"\n")
+	j := strings.Index(text, "\n"+end)
+	require.True(t, i >= 0 && j > i, "README.md lacks the markers %q ... %q", begin, end)
+	return text[i+len(begin)+1 : j+1]
+}
+
+// scriptHeader is the contract a script file states in its header.
+type scriptHeader struct {
+	name, does, returns, example string
+	args                         [][2]string // KEYS[i] / ARGV[i] and what it is
+}
+
+var argLineRE = regexp.MustCompile(`^-- ((?:KEYS|ARGV)\[[^\]]+\])\s+(.*)$`)
+
+// parseHeader reads the leading comment of a script: the first paragraph
+// says what it does, KEYS/ARGV lines (continued by indented lines), the
+// Returns paragraph and the redis-cli example.
+func parseHeader(t *testing.T, name, src string) scriptHeader {
+	t.Helper()
+	h := scriptHeader{name: name}
+	var cur *string // the text a continuation line extends
+	for _, line := range strings.Split(src, "\n") {
+		if !strings.HasPrefix(line, "--") {
+			break
+		}
+		body := strings.TrimPrefix(line, "--")
+		text := strings.TrimSpace(body)
+		switch m := argLineRE.FindStringSubmatch(line); {
+		case strings.HasPrefix(line, "-- "+name+".lua: "):
+			h.does = strings.TrimPrefix(line, "-- "+name+".lua: ")
+			cur = &h.does
+		case m != nil:
+			h.args = append(h.args, [2]string{m[1], m[2]})
+			cur = &h.args[len(h.args)-1][1]
+		case strings.HasPrefix(line, "-- Returns: "):
+			h.returns = strings.TrimPrefix(line, "-- Returns: ")
+			cur = &h.returns
+		case strings.HasPrefix(text, "redis-cli --eval "):
+			h.example = text
+			cur = nil
+		case text == "" || text == "Example:":
+			cur = nil
+		case cur != nil:
+			*cur += " " + text
+		default:
+			t.Fatalf("%s.lua: header line %q belongs to nothing", name, line)
+		}
+	}
+	require.NotEmpty(t, h.does, "%s.lua says what it does", name)
+	require.NotEmpty(t, h.args, "%s.lua lists KEYS and ARGV", name)
+	require.NotEmpty(t, h.returns, "%s.lua says what it returns", name)
+	require.NotEmpty(t, h.example, "%s.lua has a redis-cli example", name)
+	return h
+}
+
+func scriptHeaders(t *testing.T) []scriptHeader {
+	t.Helper()
+	files, err := filepath.Glob("scripts/*.lua")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var out []scriptHeader
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		out = append(out, parseHeader(t, strings.TrimSuffix(filepath.Base(f), ".lua"), string(src)))
+	}
+	return out
+}
+
+var keyPatternRE = regexp.MustCompile(`^(\{prefix\}:\S+)\s+(.*)$`)
+
+func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+// renderContracts is the README's contract section, made from the headers.
+func renderContracts(hs []scriptHeader) string {
+	var b strings.Builder
+	for _, h := range hs {
+		fmt.Fprintf(&b, "#### `%s.lua`\n\n%s\n\n", h.name, cell(strings.ToUpper(h.does[:1])+h.does[1:]))
+		b.WriteString("| argument | contract |\n| --- | --- |\n")
+		for _, a := range h.args {
+			desc := a[1]
+			if m := keyPatternRE.FindStringSubmatch(desc); m != nil {
+				desc = "`" + m[1] + "` " + m[2]
+			}
+			fmt.Fprintf(&b, "| `%s` | %s |\n", a[0], cell(desc))
+		}
+		fmt.Fprintf(&b, "| returns | %s |\n\n```sh\n%s\n```\n\n", cell(h.returns), h.example)
+	}
+	return b.String()
+}
+
+// The README's KEYS/ARGV tables are the script headers: changing a
+// script's contract without the docs fails here.
+func TestReadmeScriptContracts(t *testing.T) {
+	text := readme(t)
+	want := renderContracts(scriptHeaders(t))
+	got := between(t, text, contractsBegin, contractsEnd)
+	if *update && got != want {
+		text = strings.Replace(text, contractsBegin+"\n"+got, contractsBegin+"\n"+want, 1)
+		require.NoError(t, os.WriteFile("README.md", []byte(text), 0o644))
+		t.Log("README.md script contracts rewritten from the headers")
+		return
+	}
+	assert.Equal(t, want, got, "README.md's script contracts differ from the script headers; run go test -run TestReadmeScriptContracts -update")
+}
+
+// Every ✓ of the README's compatibility matrix is a case of
+// TestInteropWithPikkuRedis and every case is a ✓.
+func TestReadmeCompatibilityMatrix(t *testing.T) {
+	table := between(t, readme(t), matrixBegin, matrixEnd)
+	columns := [][2]string{{"0.12.3", goToTS}, {"0.12.3", tsToGo}, {"0.12.18", goToTS}, {"0.12.18", tsToGo}}
+	claimed := map[string]bool{}
+	rows := 0
+	for _, line := range strings.Split(strings.TrimSpace(table), "\n")[2:] {
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		require.Len(t, cells, 1+len(columns), "matrix row %q", line)
+		op := regexp.MustCompile("^`([A-Za-z]+)`").FindStringSubmatch(cells[0])
+		require.NotNil(t, op, "matrix row %q starts with the @pikku/redis method in backticks", line)
+		rows++
+		for i, col := range columns {
+			c := strings.TrimSpace(cells[1+i])
+			switch {
+			case strings.HasPrefix(c, "✓"):
+				claimed[op[1]+" "+col[0]+" "+col[1]] = true
+			case strings.HasPrefix(c, "—"):
+			default:
+				t.Errorf("matrix cell %q of %s: want ✓ or —", c, op[1])
+			}
+		}
+	}
+	tested := map[string]bool{}
+	for _, c := range interopCases() {
+		tested[c.op+" "+c.version+" "+c.dir] = true
+	}
+	assert.Equal(t, tested, claimed, "README matrix (✓ cells) against the interop cases")
+	assert.Equal(t, 7, rows)
+}
+
+// The snippets of "Using the scripts from other languages" run: every
+// header's redis-cli example, and the Node.js program, against a Redis of
+// their own (they use the default prefix). The Python one is compiled.
+func TestReadmeScriptSnippetsRun(t *testing.T) {
+	srv := ownRedis(t)
+	c, err := redis.DialURL(srv.URL)
+	require.NoError(t, err)
+	defer c.Close()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skip("redis-cli is not on PATH")
+	}
+	// In the order a channel lives: subscribe, set a field, unsubscribe,
+	// remove.
+	order := map[string]int{"subscribe": 0, "set_channel_field": 1, "unsubscribe": 2, "remove_channels": 3}
+	hs := scriptHeaders(t)
+	examples := make([]string, len(order))
+	for _, h := range hs {
+		i, ok := order[h.name]
+		require.True(t, ok, "add %s to this test's order", h.name)
+		examples[i] = h.example
+	}
+	_, err = c.Do("HSET", "pikku:channel:c1", "channelId", "c1")
+	require.NoError(t, err)
+	for _, ex := range examples {
+		cmd := exec.Command("sh", "-c", strings.Replace(ex, "redis-cli ", cli+" -u "+srv.URL+" ", 1))
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s: %s", ex, out)
+		assert.NotContains(t, string(out), "ERR", ex)
+		assert.Regexp(t, `^\d+\n$`, string(out), "%s answers an integer", ex)
+	}
+	keys, err := redis.Strings(c.Do("KEYS", "*"))
+	require.NoError(t, err)
+	assert.Empty(t, keys, "the examples in order leave nothing")
+
+	text := readme(t)
+	t.Run("node", func(t *testing.T) {
+		node := needNode(t)
+		js := codeBlock(t, text, "js")
+		// Written into interop/ so that it finds ioredis there; run from
+		// the repository root, where it finds scripts/.
+		f, err := os.CreateTemp(interopDir, "readme-snippet-*.mjs")
+		require.NoError(t, err)
+		t.Cleanup(func() { os.Remove(f.Name()) })
+		_, err = f.WriteString(js)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		cmd := exec.Command(node, f.Name())
+		cmd.Env = append(os.Environ(), "REDIS_URL="+srv.URL)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Equal(t, codeBlock(t, text, "text"), string(out), "the output the README shows")
+		keys, err := redis.Strings(c.Do("KEYS", "*"))
+		require.NoError(t, err)
+		assert.Empty(t, keys, "the Node.js snippet cleans up after itself")
+	})
+	t.Run("python compiles", func(t *testing.T) {
+		py, err := exec.LookPath("python3")
+		if err != nil {
+			t.Skip("python3 is not on PATH")
+		}
+		cmd := exec.Command(py, "-c", "import ast, sys; ast.parse(sys.stdin.read())")
+		cmd.Stdin = strings.NewReader(codeBlock(t, text, "python"))
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	})
+}
+
+// codeBlock returns the one fenced block of a language inside the
+// README's "Using the scripts from other languages" section.
+func codeBlock(t *testing.T, text, lang string) string {
+	t.Helper()
+	i := strings.Index(text, "## Using the scripts from other languages\n")
+	require.True(t, i >= 0, "README.md lacks the section")
+	section := text[i:]
+	if j := strings.Index(section[3:], "\n## "); j >= 0 {
+		section = section[:j+3]
+	}
+	re := regexp.MustCompile("(?s)\n```" + lang + "\n(.*?)```\n")
+	m := re.FindAllStringSubmatch(section, -1)
+	require.Len(t, m, 1, "one ```%s block in the section", lang)
+	return m[0][1]
+}

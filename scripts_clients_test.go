@@ -1,0 +1,223 @@
+package pikkuredis_test
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The scripts are an interface of their own: other languages load the
+// files in scripts/ and call them by their header contract. Every script
+// is run here from two clients that are not this package, redis-cli
+// --eval and ioredis's defineCommand on Node.js, and must have the effects
+// the Go tests check for the operation built on it.
+
+// scriptClient runs one script call and returns its reply as text: an
+// integer or string as it is, an array one element per line.
+type scriptClient struct {
+	name string
+	run  func(t *testing.T, script string, keys, args []string) string
+}
+
+func redisCLIClient(t *testing.T) scriptClient {
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skip("redis-cli is not on PATH (apt-get install redis-tools)")
+	}
+	return scriptClient{"redis-cli", func(t *testing.T, script string, keys, args []string) string {
+		t.Helper()
+		argv := []string{"-u", redisURL, "--eval", filepath.Join("scripts", script+".lua")}
+		argv = append(append(append(argv, keys...), ","), args...)
+		out, err := exec.Command(cli, argv...).CombinedOutput()
+		require.NoError(t, err, "redis-cli %q: %s", argv, out)
+		return strings.TrimRight(string(out), "\n")
+	}}
+}
+
+func nodeClient(t *testing.T) scriptClient {
+	d := startNode(t)
+	return scriptClient{"node ioredis", func(t *testing.T, script string, keys, args []string) string {
+		t.Helper()
+		file, err := filepath.Abs(filepath.Join("scripts", script+".lua"))
+		require.NoError(t, err)
+		res, _, err := d.do(map[string]any{
+			"op": "script", "url": redisURL, "file": file,
+			"numberOfKeys": len(keys), "keys": keys, "args": args,
+		})
+		require.NoError(t, err, "%s via ioredis", script)
+		var v any
+		require.NoError(t, json.Unmarshal(res, &v))
+		return replyText(v)
+	}}
+}
+
+func replyText(v any) string {
+	switch x := v.(type) {
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case string:
+		return x
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = replyText(e)
+		}
+		return strings.Join(parts, "\n")
+	default:
+		return "<unexpected " + string(must(json.Marshal(v))) + ">"
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+type scriptStep struct {
+	keys, args []string
+	want       string
+}
+
+// scriptCase is one script called as its header says, with the effects
+// checked on the keys it was given.
+type scriptCase struct {
+	script string
+	name   string
+	setup  func(t *testing.T, c redis.Conn, p string)
+	steps  func(p string) []scriptStep
+	check  func(t *testing.T, c redis.Conn, p string)
+}
+
+func mustDo(t *testing.T, c redis.Conn, cmd string, args ...any) any {
+	t.Helper()
+	v, err := c.Do(cmd, args...)
+	require.NoError(t, err, "%s %v", cmd, args)
+	return v
+}
+
+func members(t *testing.T, c redis.Conn, key string) []string {
+	t.Helper()
+	m, err := redis.Strings(c.Do("SMEMBERS", key))
+	require.NoError(t, err)
+	return m
+}
+
+var scriptCases = []scriptCase{
+	{
+		script: "subscribe", name: "both sets, idempotent",
+		steps: func(p string) []scriptStep {
+			k := []string{p + ":topic:news", p + ":subs:c1"}
+			return []scriptStep{{k, []string{"c1", "news"}, "1"}, {k, []string{"c1", "news"}, "1"}}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			assert.Equal(t, []string{"c1"}, members(t, c, p+":topic:news"))
+			assert.Equal(t, []string{"news"}, members(t, c, p+":subs:c1"))
+		},
+	},
+	{
+		script: "unsubscribe", name: "both sets, true then false",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			mustDo(t, c, "SADD", p+":topic:news", "c1", "c2")
+			mustDo(t, c, "SADD", p+":subs:c1", "news", "sport")
+		},
+		steps: func(p string) []scriptStep {
+			k := []string{p + ":topic:news", p + ":subs:c1"}
+			return []scriptStep{{k, []string{"c1", "news"}, "1"}, {k, []string{"c1", "news"}, "0"}}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			assert.Equal(t, []string{"c2"}, members(t, c, p+":topic:news"))
+			assert.Equal(t, []string{"sport"}, members(t, c, p+":subs:c1"))
+		},
+	},
+	{
+		script: "set_channel_field", name: "set, clear, missing channel",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			mustDo(t, c, "HSET", p+":channel:c1", "channelId", "c1", "channelName", "chat", "userSession", `{"old":1}`)
+		},
+		steps: func(p string) []scriptStep {
+			k, ghost := []string{p + ":channel:c1"}, []string{p + ":channel:ghost"}
+			return []scriptStep{
+				{k, []string{"userSession", `{"userId":"u1"}`}, "1"},
+				{k, []string{"pikkuUserId", "u1"}, "1"},
+				{k, []string{"state", `{"step":1}`}, "1"},
+				{k, []string{"state", ""}, "1"},
+				{ghost, []string{"userSession", `{"userId":"u1"}`}, "0"},
+			}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			h, err := redis.StringMap(c.Do("HGETALL", p+":channel:c1"))
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{
+				"channelId": "c1", "channelName": "chat", "userSession": `{"userId":"u1"}`, "pikkuUserId": "u1",
+			}, h, "state was set then cleared")
+			n, err := redis.Int(c.Do("EXISTS", p+":channel:ghost"))
+			require.NoError(t, err)
+			assert.Equal(t, 0, n, "nothing written for a missing channel")
+		},
+	},
+	{
+		script: "remove_channels", name: "every trace, within the budget",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			for _, id := range []string{"c1", "c2", "c3"} {
+				mustDo(t, c, "HSET", p+":channel:"+id, "channelId", id)
+				for _, topic := range []string{"news", "sport", "a:b"} {
+					mustDo(t, c, "SADD", p+":topic:"+topic, id)
+					mustDo(t, c, "SADD", p+":subs:"+id, topic)
+				}
+			}
+			mustDo(t, c, "SADD", p+":topic:news", "other")
+		},
+		steps: func(p string) []scriptStep {
+			var k []string
+			for _, id := range []string{"c1", "c2", "c3"} {
+				k = append(k, p+":channel:"+id, p+":subs:"+id)
+			}
+			return []scriptStep{
+				// A budget of 4 memberships takes c1 (3) and stops before c2.
+				{k, []string{p, "4", "c1", "c2", "c3"}, "1"},
+				{k[2:], []string{p, "0", "c2", "c3"}, "2"},
+			}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			assert.Equal(t, []string{p + ":topic:news"}, scanKeys(t, c, p), "only the other channel's topic set is left")
+			assert.Equal(t, []string{"other"}, members(t, c, p+":topic:news"))
+		},
+	},
+}
+
+func TestScriptsFromOtherClients(t *testing.T) {
+	clients := []scriptClient{redisCLIClient(t), nodeClient(t)}
+	c := dialRaw(t)
+	defer c.Close()
+	covered := map[string]bool{}
+	for _, cl := range clients {
+		for _, sc := range scriptCases {
+			t.Run(cl.name+"/"+sc.script+"/"+sc.name, func(t *testing.T) {
+				p := newPrefix(t)
+				if sc.setup != nil {
+					sc.setup(t, c, p)
+				}
+				for i, st := range sc.steps(p) {
+					assert.Equal(t, st.want, cl.run(t, sc.script, st.keys, st.args), "call %d", i+1)
+				}
+				sc.check(t, c, p)
+			})
+			covered[sc.script] = true
+		}
+	}
+	files, err := filepath.Glob("scripts/*.lua")
+	require.NoError(t, err)
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".lua")
+		assert.True(t, covered[name], "%s is not called from other clients", f)
+	}
+}
