@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/gomodule/redigo/redis"
 )
 
 // The channel API of today's Pikku (@pikku/redis 0.12.18): a Pikku user id
@@ -26,7 +28,8 @@ type ChannelInfo struct {
 }
 
 // SetPikkuUserID records which Pikku user a channel belongs to; the empty
-// string clears it.
+// string clears it. On a missing channel it returns ErrChannelNotFound and
+// writes nothing.
 func (s *ChannelStore) SetPikkuUserID(ctx context.Context, channelID, userID string) error {
 	const op = "set pikku user id"
 	if err := checkID(channelID); err != nil {
@@ -54,7 +57,8 @@ func (s *ChannelStore) GetChannel(ctx context.Context, channelID string) (Channe
 // SetState stores a channel's state as JSON. Every value is stored as it
 // encodes, as @pikku/redis stores JSON.stringify(state ?? null): nil is
 // stored as null (which GetState reports as no state), false and 0 as
-// themselves. ClearState deletes it.
+// themselves. ClearState deletes it. On a missing channel it returns
+// ErrChannelNotFound and writes nothing.
 func (s *ChannelStore) SetState(ctx context.Context, channelID string, state any) error {
 	const op = "set state"
 	if err := checkID(channelID); err != nil {
@@ -68,16 +72,31 @@ func (s *ChannelStore) SetState(ctx context.Context, channelID string, state any
 }
 
 // GetState returns a channel's state as stored. ok is false when there is
-// none: the field is absent or holds JSON null, where @pikku/redis returns
-// undefined. A missing channel is ErrChannelNotFound, and stored text that
-// is not JSON is an error (@pikku/redis returns undefined for both).
+// none: the field is absent, holds JSON null, or the channel does not exist,
+// the cases where @pikku/redis returns undefined. Stored text that is not
+// JSON is an error (@pikku/redis returns undefined for it too).
+//
+// Like @pikku/redis it reads the state field alone, without checking that
+// the hash is a whole channel: one read, and code ported from
+// `await store.getState(id) ?? fallback` behaves the same.
 func (s *ChannelStore) GetState(ctx context.Context, channelID string) (state json.RawMessage, ok bool, err error) {
 	const op = "get state"
-	vals, err := s.hmget(ctx, channelID, fieldChannelID, fieldState)
+	if err := checkID(channelID); err != nil {
+		return nil, false, wrap(op, err)
+	}
+	rc, err := s.c.get(ctx)
 	if err != nil {
 		return nil, false, wrap(op, err)
 	}
-	state, ok, err = jsonField(channelID, fieldState, vals[1])
+	defer rc.Close()
+	raw, err := redis.Bytes(do(ctx, rc, "HGET", s.c.keys.channel(channelID), fieldState))
+	if err == redis.ErrNil {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, wrap(op, err)
+	}
+	state, ok, err = jsonField(channelID, fieldState, raw)
 	if err != nil {
 		return nil, false, wrap(op, err)
 	}
@@ -87,7 +106,9 @@ func (s *ChannelStore) GetState(ctx context.Context, channelID string) (state js
 	return state, true, nil
 }
 
-// ClearState deletes a channel's state.
+// ClearState deletes a channel's state. On a missing channel it returns
+// ErrChannelNotFound (@pikku/redis does nothing and says nothing): a caller
+// clearing the state of a channel that is gone learns that it is gone.
 func (s *ChannelStore) ClearState(ctx context.Context, channelID string) error {
 	const op = "clear state"
 	if err := checkID(channelID); err != nil {

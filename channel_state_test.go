@@ -172,22 +172,31 @@ func TestChannelStateOnMissingChannelWritesNothing(t *testing.T) {
 		"set state":     func() error { return cs.SetState(ctx, "ghost", map[string]int{"n": 1}) },
 		"clear state":   func() error { return cs.ClearState(ctx, "ghost") },
 		"get channel":   func() error { _, err := cs.GetChannel(ctx, "ghost"); return err },
-		"get state":     func() error { _, _, err := cs.GetState(ctx, "ghost"); return err },
 	}
 	for name, call := range writes {
 		err := call()
 		require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound, name)
 		assert.Equal(t, "pikkuredis: channel not found: ghost", err.Error(), name)
 	}
+	// GetState reads as @pikku/redis does: no channel is no state.
+	st, ok, err := cs.GetState(ctx, "ghost")
+	require.NoError(t, err)
+	assert.False(t, ok)
+	assert.Nil(t, st)
 	assert.Empty(t, scanKeys(t, c, prefix))
 
 	// A hash holding only a stray field (as @pikku/redis's setState on a
 	// missing channel leaves) is still not a channel, and is not written.
-	_, err := c.Do("HSET", prefix+":channel:half", "state", `{"n":1}`)
+	_, err = c.Do("HSET", prefix+":channel:half", "state", `{"n":1}`)
 	require.NoError(t, err)
 	require.ErrorIs(t, cs.SetPikkuUserID(ctx, "half", "u1"), pikkuredis.ErrChannelNotFound)
-	_, _, err = cs.GetState(ctx, "half")
+	require.ErrorIs(t, cs.ClearState(ctx, "half"), pikkuredis.ErrChannelNotFound)
+	_, err = cs.GetChannel(ctx, "half")
 	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
+	st, ok, err = cs.GetState(ctx, "half")
+	require.NoError(t, err)
+	assert.True(t, ok, "the state field is read as it is, as @pikku/redis reads it")
+	assert.Equal(t, `{"n":1}`, string(st))
 	n, err := redis.Int(c.Do("HLEN", prefix+":channel:half"))
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)

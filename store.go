@@ -175,8 +175,9 @@ type ChannelAndSession struct {
 }
 
 // AddChannel stores a channel. An existing channel with the same id gets
-// the new name, opening data and creation time and keeps its session, as in
-// @pikku/redis.
+// the new name, opening data and creation time and keeps its session, Pikku
+// user id and state, as in @pikku/redis: a server that reuses ids should
+// clear them (or remove the channel) first.
 func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 	const op = "add channel"
 	if err := checkID(ch.ChannelID); err != nil {
@@ -331,12 +332,28 @@ type channelHash struct {
 }
 
 // readChannel reads a channel hash's own fields and extra ones in one
-// HMGET.
+// HMGET. A hash without channelId is ErrChannelNotFound, as in @pikku/redis
+// (which also reads a hash holding only a stray field as not found).
 func (s *ChannelStore) readChannel(ctx context.Context, channelID string, extra ...string) (channelHash, error) {
-	fields := append([]string{fieldChannelID, fieldChannelName, fieldOpeningData, fieldCreatedAt}, extra...)
-	vals, err := s.hmget(ctx, channelID, fields...)
+	if err := checkID(channelID); err != nil {
+		return channelHash{}, err
+	}
+	rc, err := s.c.get(ctx)
 	if err != nil {
 		return channelHash{}, err
+	}
+	defer rc.Close()
+	args := make([]any, 0, 5+len(extra))
+	args = append(args, s.c.keys.channel(channelID), fieldChannelID, fieldChannelName, fieldOpeningData, fieldCreatedAt)
+	for _, f := range extra {
+		args = append(args, f)
+	}
+	vals, err := redis.ByteSlices(do(ctx, rc, "HMGET", args...))
+	if err != nil {
+		return channelHash{}, err
+	}
+	if len(vals) != len(args)-1 || len(vals[0]) == 0 {
+		return channelHash{}, notFound(channelID)
 	}
 	h := channelHash{id: string(vals[0]), name: string(vals[1]), extra: vals[4:]}
 	data, ok, err := jsonField(channelID, fieldOpeningData, vals[2])
@@ -351,34 +368,6 @@ func (s *ChannelStore) readChannel(ctx context.Context, channelID string, extra 
 		h.createdAt = time.UnixMilli(ms)
 	}
 	return h, nil
-}
-
-// hmget reads fields of a channel hash, the first of which must be
-// channelId. A hash without channelId is ErrChannelNotFound, as in
-// @pikku/redis (which also reads a hash holding only a stray field as not
-// found).
-func (s *ChannelStore) hmget(ctx context.Context, channelID string, fields ...string) ([][]byte, error) {
-	if err := checkID(channelID); err != nil {
-		return nil, err
-	}
-	rc, err := s.c.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	args := make([]any, 0, 1+len(fields))
-	args = append(args, s.c.keys.channel(channelID))
-	for _, f := range fields {
-		args = append(args, f)
-	}
-	vals, err := redis.ByteSlices(do(ctx, rc, "HMGET", args...))
-	if err != nil {
-		return nil, err
-	}
-	if len(vals) != len(fields) || len(vals[0]) == 0 {
-		return nil, notFound(channelID)
-	}
-	return vals, nil
 }
 
 // jsonField checks a stored JSON field: absent or empty is (nil, false);
