@@ -3,6 +3,7 @@ package pikkuredis_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,7 +65,11 @@ func installInterop() error {
 	if err != nil {
 		return fmt.Errorf("npm is not on PATH")
 	}
-	cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	// Bounded, so that a network that does not answer skips (or fails)
+	// the interop tests instead of hanging the whole run.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error")
 	cmd.Dir = interopDir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("npm ci in interop/: %v\n%s", err, out)
@@ -72,12 +77,14 @@ func installInterop() error {
 	return nil
 }
 
-// nodeDriver is one running interop/driver.mjs.
+// nodeDriver is one running interop/driver.mjs. Requests go to its stdin;
+// answers come back on its file descriptor 3, so that nothing a library
+// prints on stdout can be read as an answer (stdout and stderr are kept for
+// failure messages).
 type nodeDriver struct {
-	t       testing.TB
 	stdin   io.WriteCloser
-	answers chan []byte
-	stderr  *lockedBuffer
+	answers chan []byte // closed when the driver closes fd 3 or exits
+	output  *lockedBuffer
 	mu      sync.Mutex // one request at a time, answered in order
 	nextID  int
 }
@@ -104,42 +111,53 @@ func (l *lockedBuffer) String() string {
 func startNode(t testing.TB) *nodeDriver {
 	t.Helper()
 	node := needNode(t)
+	answersR, answersW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(node, "driver.mjs")
 	cmd.Dir = interopDir
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
+	cmd.ExtraFiles = []*os.File{answersW} // fd 3 in the driver
+	d := &nodeDriver{answers: make(chan []byte, 16), output: &lockedBuffer{}}
+	cmd.Stdout, cmd.Stderr = d.output, d.output
+	if d.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
+	err = cmd.Start()
+	answersW.Close() // the driver holds its own copy
 	if err != nil {
-		t.Fatal(err)
-	}
-	d := &nodeDriver{t: t, stdin: stdin, answers: make(chan []byte, 1), stderr: &lockedBuffer{}}
-	cmd.Stderr = d.stderr
-	if err := cmd.Start(); err != nil {
+		answersR.Close()
 		t.Fatalf("start node driver: %v", err)
 	}
 	go func() {
 		defer close(d.answers)
-		sc := bufio.NewScanner(stdout)
+		defer answersR.Close()
+		sc := bufio.NewScanner(answersR)
 		sc.Buffer(make([]byte, 1<<20), 64<<20)
 		for sc.Scan() {
 			d.answers <- append([]byte(nil), sc.Bytes()...)
 		}
 	}()
 	t.Cleanup(func() {
-		stdin.Close() // the driver quits its Redis clients and exits at EOF
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil && !t.Failed() {
-				t.Errorf("node driver exited with %v; stderr:\n%s", err, d.stderr)
+		// At EOF on stdin the driver quits its Redis clients, closes fd 3
+		// and exits. Drain what is left of its answers first, so that the
+		// reader is done before Wait closes the pipes.
+		d.stdin.Close()
+		drained := make(chan struct{})
+		go func() {
+			for range d.answers {
 			}
+			close(drained)
+		}()
+		select {
+		case <-drained:
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
-			<-done
-			t.Errorf("node driver did not exit at EOF; stderr:\n%s", d.stderr)
+			<-drained
+			t.Errorf("node driver did not exit at EOF; output:\n%s", d.output)
+		}
+		if err := cmd.Wait(); err != nil && !t.Failed() {
+			t.Errorf("node driver exited with %v; output:\n%s", err, d.output)
 		}
 	})
 	return d
@@ -152,30 +170,20 @@ type nodeError struct{ msg string }
 func (e *nodeError) Error() string { return "node: " + e.msg }
 
 // do sends one request and returns its result; undefined reports a call
-// that returned undefined. A JavaScript exception is a *nodeError; a
-// driver that dies or stops answering fails the test.
-func (d *nodeDriver) do(req map[string]any) (result json.RawMessage, undefined bool, err error) {
-	d.t.Helper()
+// that returned undefined. A JavaScript exception is a *nodeError; a driver
+// that dies or stops answering fails t, the (sub)test making the request.
+func (d *nodeDriver) do(t testing.TB, req map[string]any) (result json.RawMessage, undefined bool, err error) {
+	t.Helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.nextID++
 	req["id"] = d.nextID
 	line, err := json.Marshal(req)
 	if err != nil {
-		d.t.Fatalf("encode request %v: %v", req, err)
+		t.Fatalf("encode request %v: %v", req, err)
 	}
 	if _, err := d.stdin.Write(append(line, '\n')); err != nil {
-		d.t.Fatalf("write to node driver: %v; stderr:\n%s", err, d.stderr)
-	}
-	var raw []byte
-	select {
-	case a, ok := <-d.answers:
-		if !ok {
-			d.t.Fatalf("node driver exited; stderr:\n%s", d.stderr)
-		}
-		raw = a
-	case <-time.After(30 * time.Second):
-		d.t.Fatalf("node driver did not answer %s within 30s; stderr:\n%s", line, d.stderr)
+		t.Fatalf("write to node driver: %v; output:\n%s", err, d.output)
 	}
 	var ans struct {
 		ID        int             `json:"id"`
@@ -184,8 +192,22 @@ func (d *nodeDriver) do(req map[string]any) (result json.RawMessage, undefined b
 		Undefined bool            `json:"undefined"`
 		Error     string          `json:"error"`
 	}
-	if err := json.Unmarshal(raw, &ans); err != nil || ans.ID != d.nextID {
-		d.t.Fatalf("bad answer %q to %s (err %v)", raw, line, err)
+	timeout := time.After(30 * time.Second)
+	// Answers to requests that timed out earlier may still arrive: skip
+	// them.
+	for ans.ID != d.nextID {
+		select {
+		case raw, ok := <-d.answers:
+			if !ok {
+				t.Fatalf("node driver exited; output:\n%s", d.output)
+			}
+			ans.ID = 0
+			if err := json.Unmarshal(raw, &ans); err != nil || ans.ID == 0 || ans.ID > d.nextID {
+				t.Fatalf("bad answer %q to %s (err %v)", raw, line, err)
+			}
+		case <-timeout:
+			t.Fatalf("node driver did not answer %s within 30s; output:\n%s", line, d.output)
+		}
 	}
 	if !ans.OK {
 		return nil, false, &nodeError{ans.Error}
@@ -205,7 +227,7 @@ type tsStore struct {
 // call calls a method and fails the test on a JavaScript exception.
 func (s tsStore) call(t testing.TB, method string, args ...any) json.RawMessage {
 	t.Helper()
-	res, _, err := s.try(method, args...)
+	res, _, err := s.try(t, method, args...)
 	if err != nil {
 		t.Fatalf("@pikku/redis %s %s.%s: %v", s.version, s.kind, method, err)
 	}
@@ -213,7 +235,8 @@ func (s tsStore) call(t testing.TB, method string, args ...any) json.RawMessage 
 }
 
 // try calls a method and returns a JavaScript exception as an error.
-func (s tsStore) try(method string, args ...any) (json.RawMessage, bool, error) {
+func (s tsStore) try(t testing.TB, method string, args ...any) (json.RawMessage, bool, error) {
+	t.Helper()
 	var prefix any
 	if s.prefix != "" {
 		prefix = s.prefix
@@ -221,7 +244,7 @@ func (s tsStore) try(method string, args ...any) (json.RawMessage, bool, error) 
 	if args == nil {
 		args = []any{}
 	}
-	return s.d.do(map[string]any{
+	return s.d.do(t, map[string]any{
 		"op": "store", "url": s.url, "version": s.version, "kind": s.kind,
 		"prefix": prefix, "method": method, "args": args,
 	})

@@ -3,7 +3,8 @@
 // (interop_test.go), which start it as `node interop/driver.mjs`.
 //
 // Protocol: one JSON request per line on stdin, one JSON answer per line on
-// stdout, in order.
+// file descriptor 3, in order. Answers do not go to stdout, so that nothing
+// a library prints can be taken for one.
 //
 //   {"id":1,"op":"versions"}
 //   {"id":2,"op":"store","url":"redis://...","version":"0.12.3"|"0.12.18",
@@ -15,7 +16,7 @@
 // call returned undefined, which JSON cannot carry) or
 // {"id":n,"ok":false,"error":"message"}. A null prefix means "construct
 // the store without one", so that it uses its own default.
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
@@ -53,6 +54,7 @@ function store(req) {
   if (!Store) throw new Error(`unknown store kind ${req.kind}`);
   s = req.prefix == null ? new Store(redis) : new Store(redis, req.prefix);
   if (s.redis !== redis) {
+    s.redis.disconnect(); // the client it made for itself, dialling elsewhere
     throw new Error(`@pikku/redis ${req.version} did not adopt the ioredis client (two copies of ioredis?): it would talk to another server`);
   }
   stores.set(key, s);
@@ -106,8 +108,9 @@ async function handle(req) {
   }
 }
 
+const answers = createWriteStream(null, { fd: 3 });
 function answer(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
+  answers.write(JSON.stringify(obj) + '\n');
 }
 
 // Requests are answered one at a time, in order.
@@ -129,3 +132,4 @@ for await (const line of lines) {
   }
 }
 await Promise.all([...clients.values()].map((c) => c.quit().catch(() => c.disconnect())));
+answers.end();
