@@ -129,9 +129,14 @@ func newPrefix(t testing.TB) string {
 // dialRaw opens a plain redigo connection to check what the store wrote.
 func dialRaw(t testing.TB) redis.Conn {
 	t.Helper()
-	c, err := redis.DialURL(redisURL, redis.DialReadTimeout(10*time.Second))
+	return dialURL(t, redisURL)
+}
+
+func dialURL(t testing.TB, url string) redis.Conn {
+	t.Helper()
+	c, err := redis.DialURL(url, redis.DialReadTimeout(10*time.Second))
 	if err != nil {
-		t.Fatalf("dial %s: %v", redisURL, err)
+		t.Fatalf("dial %s: %v", url, err)
 	}
 	return c
 }
@@ -159,10 +164,15 @@ func scanKeys(t testing.TB, c redis.Conn, prefix string) []string {
 // newPool returns a caller-owned pool, closed when the test ends.
 func newPool(t testing.TB) *redis.Pool {
 	t.Helper()
+	return poolFor(t, redisURL)
+}
+
+func poolFor(t testing.TB, url string) *redis.Pool {
+	t.Helper()
 	p := &redis.Pool{
 		MaxActive: 64, MaxIdle: 64, Wait: true,
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return redis.DialURLContext(ctx, redisURL, redis.DialReadTimeout(10*time.Second))
+			return redis.DialURLContext(ctx, url, redis.DialReadTimeout(10*time.Second))
 		},
 	}
 	t.Cleanup(func() { p.Close() })

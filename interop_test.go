@@ -1,7 +1,6 @@
 package pikkuredis_test
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -54,8 +53,7 @@ func (e *interopEnv) key(kind, name string) string {
 
 func (e *interopEnv) raw(t testing.TB) redis.Conn {
 	t.Helper()
-	c, err := redis.DialURL(e.url, redis.DialReadTimeout(10*time.Second))
-	require.NoError(t, err)
+	c := dialURL(t, e.url)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -121,10 +119,7 @@ func TestInteropWithPikkuRedis(t *testing.T) {
 		"custom prefix":  {url: redisURL, prefix: newPrefix(t), node: node},
 	}
 	for name, e := range envs {
-		pool := &redis.Pool{MaxActive: 8, MaxIdle: 8, Wait: true, DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return redis.DialURLContext(ctx, e.url, redis.DialReadTimeout(10*time.Second))
-		}}
-		t.Cleanup(func() { pool.Close() })
+		pool := poolFor(t, e.url)
 		var opts []pikkuredis.Option
 		if e.prefix != "" {
 			opts = append(opts, pikkuredis.WithKeyPrefix(e.prefix))

@@ -226,8 +226,7 @@ func TestReadmeCompatibilityMatrix(t *testing.T) {
 // their own (they use the default prefix). The Python one is compiled.
 func TestReadmeScriptSnippetsRun(t *testing.T) {
 	srv := ownRedis(t)
-	c, err := redis.DialURL(srv.URL)
-	require.NoError(t, err)
+	c := dialURL(t, srv.URL)
 	defer c.Close()
 	cli := needRedisCLI(t)
 	// In the order a channel lives: subscribe, set a field, unsubscribe,
@@ -240,7 +239,7 @@ func TestReadmeScriptSnippetsRun(t *testing.T) {
 		require.True(t, ok, "add %s to this test's order", h.name)
 		examples[i] = h.example
 	}
-	_, err = c.Do("HSET", "pikku:channel:c1", "channelId", "c1")
+	_, err := c.Do("HSET", "pikku:channel:c1", "channelId", "c1")
 	require.NoError(t, err)
 	for _, ex := range examples {
 		cmd := exec.Command("sh", "-c", strings.Replace(ex, "redis-cli ", cli+" -u "+srv.URL+" ", 1))
