@@ -84,12 +84,7 @@ func (s *ChannelStore) GetState(ctx context.Context, channelID string) (state js
 	if err := checkID(channelID); err != nil {
 		return nil, false, wrap(op, err)
 	}
-	rc, err := s.c.get(ctx)
-	if err != nil {
-		return nil, false, wrap(op, err)
-	}
-	defer rc.Close()
-	raw, err := redis.Bytes(do(ctx, rc, "HGET", s.c.keys.channel(channelID), fieldState))
+	raw, err := redis.Bytes(s.c.do(ctx, "HGET", s.c.key().channel(channelID), fieldState))
 	if err == redis.ErrNil {
 		return nil, false, nil
 	}

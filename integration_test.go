@@ -251,8 +251,28 @@ func oddStrings() map[string]string {
 	}
 }
 
-// stores returns both stores over a fresh caller-owned pool and prefix.
+// stores returns both stores on a fresh prefix, opened from the URL with
+// the given options: auto-pipelined unless they say otherwise, the path a
+// user who calls Open*Store(url) gets.
 func stores(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string) {
+	t.Helper()
+	prefix := newPrefix(t)
+	opts = append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)
+	cs, err := pikkuredis.OpenChannelStore(redisURL, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := pikkuredis.OpenEventHubStore(redisURL, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close(); hs.Close() })
+	return cs, hs, prefix
+}
+
+// sharedPoolStores returns both stores over a fresh caller-owned pool:
+// one pooled connection per call.
+func sharedPoolStores(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string) {
 	t.Helper()
 	prefix := newPrefix(t)
 	pool := newPool(t)
@@ -261,6 +281,19 @@ func stores(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, 
 	hs := pikkuredis.NewEventHubStore(pool, opts...)
 	t.Cleanup(func() { cs.Close(); hs.Close() })
 	return cs, hs, prefix
+}
+
+// backends are the ways a store reaches Redis, for the tests that must
+// hold on every one of them.
+var backends = map[string]func(testing.TB, ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string){
+	"auto-pipelined": stores,
+	"one pipelined connection": func(t testing.TB, o ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string) {
+		return stores(t, append(o, pikkuredis.WithPipelineConns(1))...)
+	},
+	"owned pool": func(t testing.TB, o ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string) {
+		return stores(t, append(o, pikkuredis.WithoutAutoPipelining())...)
+	},
+	"caller's pool": sharedPoolStores,
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -606,7 +639,13 @@ func TestRemoveChannelsUnknownAndDuplicateIDs(t *testing.T) {
 // --- Concurrency: the two directions never disagree ---
 
 func TestConcurrentMixKeepsIndexesConsistent(t *testing.T) {
-	cs, hs, prefix := stores(t)
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) { testConcurrentMix(t, open) })
+	}
+}
+
+func testConcurrentMix(t *testing.T, open func(testing.TB, ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string)) {
+	cs, hs, prefix := open(t)
 	ctx := ctxT(t)
 	const workers, opsEach, channels, topics = 40, 150, 8, 4
 

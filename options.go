@@ -9,10 +9,11 @@ import (
 // Defaults. Each can be changed with the option named beside it.
 const (
 	DefaultKeyPrefix       = "pikku"          // WithKeyPrefix
-	DefaultPoolSize        = 64               // WithPoolSize
+	DefaultPipelineConns   = 2                // WithPipelineConns
+	DefaultPoolSize        = 64               // WithPoolSize, with WithoutAutoPipelining
 	DefaultRemoveChunkSize = 100              // WithRemoveChunkSize
 	DefaultConnectTimeout  = 5 * time.Second  // WithDialOptions(redis.DialConnectTimeout(...))
-	DefaultIOTimeout       = 10 * time.Second // WithDialOptions(redis.DialReadTimeout(...), redis.DialWriteTimeout(...))
+	DefaultIOTimeout       = 10 * time.Second // WithIOTimeout
 )
 
 // Option configures a store. Options that shape the connection pool (pool
@@ -22,16 +23,20 @@ type Option func(*config)
 
 type config struct {
 	prefix          string
+	pipelineConns   int // 0: a pool instead
 	poolSize        int
 	removeChunkSize int
+	ioTimeout       time.Duration
 	dialOptions     []redis.DialOption
 }
 
 func newConfig(opts []Option) config {
 	c := config{
 		prefix:          DefaultKeyPrefix,
+		pipelineConns:   DefaultPipelineConns,
 		poolSize:        DefaultPoolSize,
 		removeChunkSize: DefaultRemoveChunkSize,
+		ioTimeout:       DefaultIOTimeout,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -50,9 +55,34 @@ func WithKeyPrefix(prefix string) Option {
 	return func(c *config) { c.prefix = prefix }
 }
 
+// WithPipelineConns sets how many connections a store opened from a URL
+// sends its calls over (default DefaultPipelineConns). Calls made at the
+// same time share them: each connection writes every call queued since its
+// last write in one go and reads the replies in one go (auto-pipelining),
+// so a few connections carry thousands of concurrent callers and keep
+// Redis, which runs commands on one thread, busy. Values below 1 keep the
+// default.
+func WithPipelineConns(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.pipelineConns = n
+		}
+	}
+}
+
+// WithoutAutoPipelining makes a store opened from a URL take one pooled
+// connection per call instead, as a caller's Pool is used: at most
+// WithPoolSize connections, callers beyond that waiting for a free one.
+// It is slower under concurrency; it suits a Redis proxy that does not
+// accept pipelines, or a comparison.
+func WithoutAutoPipelining() Option {
+	return func(c *config) { c.pipelineConns = 0 }
+}
+
 // WithPoolSize sets the most connections an owned pool opens at once
-// (default DefaultPoolSize). Callers beyond that wait for a free connection
-// until their context ends. Values below 1 keep the default.
+// (default DefaultPoolSize), for a store opened WithoutAutoPipelining.
+// Callers beyond that wait for a free connection until their context ends.
+// Values below 1 keep the default.
 func WithPoolSize(n int) Option {
 	return func(c *config) {
 		if n > 0 {
@@ -61,12 +91,28 @@ func WithPoolSize(n int) Option {
 	}
 }
 
+// WithIOTimeout sets the read and write timeouts of the connections a
+// store opened from a URL dials (default DefaultIOTimeout): how long a
+// call may wait on Redis with no reply at all before its connection is
+// declared lost (closed; its calls fail; the next call dials again). It is
+// a backstop for a stuck or vanished server (a half-open TCP connection),
+// not a per-call deadline: give each call a context with a deadline for
+// that. The same as WithDialOptions(redis.DialReadTimeout(d),
+// redis.DialWriteTimeout(d)). Values below 1 keep the default.
+func WithIOTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.ioTimeout = d
+		}
+	}
+}
+
 // WithDialOptions adds redigo dial options (TLS config, client name,
 // timeouts, a password the URL does not carry...) to the connections of an
 // owned pool. This is the Go form of the "RedisOptions config" of
 // @pikku/redis. They are applied after the defaults (DefaultConnectTimeout
-// and DefaultIOTimeout), so they override them; a password, user, database
-// or TLS choice written in the URL takes precedence over the same option.
+// and WithIOTimeout), so they override them; a password, user, database or
+// TLS choice written in the URL takes precedence over the same option.
 func WithDialOptions(opts ...redis.DialOption) Option {
 	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,7 @@ var errNoPool = errors.New("store has no pool: make it with NewChannelStore/NewE
 type conn struct {
 	pool   Pool
 	owned  *redis.Pool // the pool the store dialled itself; nil for a caller's pool
+	lanes  *lanes      // auto-pipelined connections the store dialled itself; nil when it uses a pool
 	keys   keys
 	cfg    config
 	closed atomic.Bool
@@ -51,10 +53,34 @@ func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
 	return &conn{pool: pool, owned: owned, keys: keys{prefix: cfg.prefix}, cfg: cfg}
 }
 
-// usable says why the store cannot take a call: it has no pool, or it is
-// closed. Every call asks, even one with nothing to send.
+// openConn is the conn of a store opened from a URL: auto-pipelined by
+// default, or over a pool of its own.
+func openConn(rawURL string, opts []Option) (*conn, error) {
+	cfg := newConfig(opts)
+	dial, err := dialer(rawURL, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.pipelineConns > 0 {
+		return &conn{lanes: newLanes(cfg.pipelineConns, dial), keys: keys{prefix: cfg.prefix}, cfg: cfg}, nil
+	}
+	p := openPool(dial, cfg)
+	return newConn(p, p, cfg), nil
+}
+
+// key returns the key builder; a zero-value store (nil conn) gets one too,
+// so that it reaches do, which says what is wrong.
+func (c *conn) key() keys {
+	if c == nil {
+		return keys{}
+	}
+	return c.keys
+}
+
+// usable says why the store cannot take a call: it has no connections, or
+// it is closed. Every call asks, even one with nothing to send.
 func (c *conn) usable() error {
-	if c == nil || c.pool == nil {
+	if c == nil || (c.pool == nil && c.lanes == nil) {
 		return errNoPool
 	}
 	if c.closed.Load() {
@@ -128,10 +154,35 @@ func checked(rc redis.Conn) (redis.Conn, error) {
 	return rc, nil
 }
 
-// close marks the store closed (once) and closes an owned pool.
+// do sends one command, over the store's lanes or on a connection of its
+// pool, bounded by ctx.
+func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	if c.lanes != nil {
+		reply, err := c.lanes.do(ctx, cmd, args)
+		if err != nil {
+			return nil, ctxErr(ctx, err)
+		}
+		return reply, nil
+	}
+	rc, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return do(ctx, rc, cmd, args...)
+}
+
+// close marks the store closed (once) and closes what it owns: its lanes,
+// failing the calls still waiting with ErrClosed, or its pool.
 func (c *conn) close() error {
 	if c == nil || !c.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	if c.lanes != nil {
+		c.lanes.close()
 	}
 	if c.owned != nil {
 		if err := c.owned.Close(); err != nil {
@@ -239,27 +290,36 @@ func checkURL(rawURL string) error {
 	return nil
 }
 
-// openPool builds the pool an Open* store owns. It dials lazily: opening a
-// store never touches the network (Init does, with PING).
-func openPool(rawURL string, cfg config) (*redis.Pool, error) {
+// dialer returns how a store opened from a URL dials: with the default
+// timeouts, then the caller's dial options. Nothing is dialled yet: opening
+// a store never touches the network (Init does, with PING).
+func dialer(rawURL string, cfg config) (func(context.Context) (redis.Conn, error), error) {
 	if err := checkURL(rawURL); err != nil {
 		return nil, err
 	}
 	dialOpts := append([]redis.DialOption{
 		redis.DialConnectTimeout(DefaultConnectTimeout),
-		redis.DialReadTimeout(DefaultIOTimeout),
-		redis.DialWriteTimeout(DefaultIOTimeout),
+		redis.DialReadTimeout(cfg.ioTimeout),
+		redis.DialWriteTimeout(cfg.ioTimeout),
 	}, cfg.dialOptions...)
+	// Clipped: redigo appends the URL's options to the slice it is given,
+	// and dials run concurrently.
+	dialOpts = slices.Clip(dialOpts)
+	// redigo bounds the TCP connect by ctx, but not the TLS handshake nor
+	// the AUTH and SELECT after it.
+	return func(ctx context.Context) (redis.Conn, error) {
+		return bounded(ctx, func() (redis.Conn, error) { return redis.DialURLContext(ctx, rawURL, dialOpts...) })
+	}, nil
+}
+
+// openPool builds the pool a store opened WithoutAutoPipelining owns.
+func openPool(dial func(context.Context) (redis.Conn, error), cfg config) *redis.Pool {
 	return &redis.Pool{
 		MaxActive:   cfg.poolSize,
 		MaxIdle:     cfg.poolSize,
 		Wait:        true, // wait (bounded by the caller's context) rather than fail when all are busy
 		IdleTimeout: 5 * time.Minute,
-		// redigo bounds the TCP connect by ctx, but not the TLS handshake
-		// nor the AUTH and SELECT after it.
-		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return bounded(ctx, func() (redis.Conn, error) { return redis.DialURLContext(ctx, rawURL, dialOpts...) })
-		},
+		DialContext: dial,
 		// A connection idle for a while may have been cut by a proxy or a
 		// server timeout; check it, within the caller's context, before
 		// handing it out.
@@ -270,5 +330,5 @@ func openPool(rawURL string, cfg config) (*redis.Pool, error) {
 			_, err := redis.DoContext(rc, ctx, "PING")
 			return err
 		},
-	}, nil
+	}
 }

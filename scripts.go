@@ -41,8 +41,8 @@ func mustScript(name string) *script {
 }
 
 // load sends SCRIPT LOAD and checks that the server hashed the script as we did.
-func (s *script) load(ctx context.Context, conn redis.Conn) error {
-	sha, err := redis.String(do(ctx, conn, "SCRIPT", "LOAD", s.src))
+func (s *script) load(ctx context.Context, c *conn) error {
+	sha, err := redis.String(c.do(ctx, "SCRIPT", "LOAD", s.src))
 	if err != nil {
 		return fmt.Errorf("load script %s: %w", s.name, err)
 	}
@@ -52,15 +52,17 @@ func (s *script) load(ctx context.Context, conn redis.Conn) error {
 	return nil
 }
 
-// run calls the script with keys and args on conn. args[0] and args[1] must
+// run calls the script with keys and args. args[0] and args[1] must
 // be left free: run fills them with the sha (or source) and the key count,
 // so that callers build one slice and nothing is copied.
-func (s *script) run(ctx context.Context, conn redis.Conn, numKeys int, args []any) (any, error) {
+func (s *script) run(ctx context.Context, c *conn, numKeys int, args []any) (any, error) {
 	args[0], args[1] = s.sha, numKeys
-	reply, err := do(ctx, conn, "EVALSHA", args...)
+	reply, err := c.do(ctx, "EVALSHA", args...)
 	if isNoScript(err) {
-		args[0] = s.src
-		reply, err = do(ctx, conn, "EVAL", args...)
+		// A fresh slice: a caller that left may still have the first
+		// one queued on a lane.
+		args = append([]any{s.src, numKeys}, args[2:]...)
+		reply, err = c.do(ctx, "EVAL", args...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("script %s: %w", s.name, err)

@@ -105,16 +105,11 @@ func encodeValue(what string, v any) ([]byte, error) {
 
 // ping and loadScripts are Init for both stores.
 func (c *conn) init(ctx context.Context) error {
-	rc, err := c.get(ctx)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if _, err := do(ctx, rc, "PING"); err != nil {
+	if _, err := c.do(ctx, "PING"); err != nil {
 		return err
 	}
 	for _, s := range allScripts {
-		if err := s.load(ctx, rc); err != nil {
+		if err := s.load(ctx, c); err != nil {
 			return err
 		}
 	}
@@ -138,12 +133,11 @@ func NewChannelStore(pool Pool, opts ...Option) *ChannelStore {
 // closes that pool. Nothing is dialled until the first call; call Init to
 // check the connection at start-up.
 func OpenChannelStore(rawURL string, opts ...Option) (*ChannelStore, error) {
-	cfg := newConfig(opts)
-	p, err := openPool(rawURL, cfg)
+	c, err := openConn(rawURL, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &ChannelStore{c: newConn(p, p, cfg)}, nil
+	return &ChannelStore{c: c}, nil
 }
 
 // Init pings Redis and loads every script. It is optional: a call that
@@ -190,13 +184,8 @@ func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 	if data == nil {
 		data = emptyObject()
 	}
-	rc, err := s.c.get(ctx)
-	if err != nil {
-		return wrap(op, err)
-	}
-	defer rc.Close()
 	// One key, one command: HSET is atomic on its own.
-	_, err = do(ctx, rc, "HSET", s.c.keys.channel(ch.ChannelID),
+	_, err = s.c.do(ctx, "HSET", s.c.key().channel(ch.ChannelID),
 		fieldChannelID, ch.ChannelID,
 		fieldChannelName, ch.ChannelName,
 		fieldOpeningData, data,
@@ -223,27 +212,24 @@ func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) 
 			return wrap(op, invalid("empty channel id at index %d", i))
 		}
 	}
-	if len(channelIDs) == 0 {
-		return wrap(op, s.c.usable()) // nothing to send, but a closed store still says so
-	}
-	rc, err := s.c.get(ctx)
-	if err != nil {
+	// Asked here too when there is nothing to send: a closed store still
+	// says so.
+	if err := s.c.usable(); err != nil || len(channelIDs) == 0 {
 		return wrap(op, err)
 	}
-	defer rc.Close()
 	chunk := s.c.cfg.removeChunkSize
 	budget := removeBudgetPerID * chunk
 	for done := 0; done < len(channelIDs); {
 		ids := channelIDs[done:min(done+chunk, len(channelIDs))]
 		args := make([]any, 2, 2+3*len(ids)+2)
 		for _, id := range ids {
-			args = append(args, s.c.keys.channel(id), s.c.keys.subs(id))
+			args = append(args, s.c.key().channel(id), s.c.key().subs(id))
 		}
-		args = append(args, s.c.keys.prefix, budget)
+		args = append(args, s.c.key().prefix, budget)
 		for _, id := range ids {
 			args = append(args, id)
 		}
-		n, err := redis.Int(removeChannelsScript.run(ctx, rc, 2*len(ids), args))
+		n, err := redis.Int(removeChannelsScript.run(ctx, s.c, 2*len(ids), args))
 		if err == nil && (n < 1 || n > len(ids)) {
 			err = fmt.Errorf("script %s removed %d of %d channels", removeChannelsScript.name, n, len(ids))
 		}
@@ -275,13 +261,8 @@ func (s *ChannelStore) SetUserSession(ctx context.Context, channelID string, ses
 // setField writes (or, for an empty value, deletes) one of the fields
 // that change while a channel is open, only if the channel exists.
 func (s *ChannelStore) setField(ctx context.Context, channelID, field string, value []byte) error {
-	rc, err := s.c.get(ctx)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
 	// An empty value is sent as "", which the script reads as "clear".
-	found, err := redis.Int(setChannelFieldScript.run(ctx, rc, 1, []any{nil, nil, s.c.keys.channel(channelID), field, value}))
+	found, err := redis.Int(setChannelFieldScript.run(ctx, s.c, 1, []any{nil, nil, s.c.key().channel(channelID), field, value}))
 	if err != nil {
 		return err
 	}
@@ -338,17 +319,12 @@ func (s *ChannelStore) readChannel(ctx context.Context, channelID string, extra 
 	if err := checkID(channelID); err != nil {
 		return channelHash{}, err
 	}
-	rc, err := s.c.get(ctx)
-	if err != nil {
-		return channelHash{}, err
-	}
-	defer rc.Close()
 	args := make([]any, 0, 5+len(extra))
-	args = append(args, s.c.keys.channel(channelID), fieldChannelID, fieldChannelName, fieldOpeningData, fieldCreatedAt)
+	args = append(args, s.c.key().channel(channelID), fieldChannelID, fieldChannelName, fieldOpeningData, fieldCreatedAt)
 	for _, f := range extra {
 		args = append(args, f)
 	}
-	vals, err := redis.ByteSlices(do(ctx, rc, "HMGET", args...))
+	vals, err := redis.ByteSlices(s.c.do(ctx, "HMGET", args...))
 	if err != nil {
 		return channelHash{}, err
 	}
@@ -400,12 +376,11 @@ func NewEventHubStore(pool Pool, opts ...Option) *EventHubStore {
 // redis:// or rediss:// URL. Close closes that pool. Nothing is dialled
 // until the first call.
 func OpenEventHubStore(rawURL string, opts ...Option) (*EventHubStore, error) {
-	cfg := newConfig(opts)
-	p, err := openPool(rawURL, cfg)
+	c, err := openConn(rawURL, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &EventHubStore{c: newConn(p, p, cfg)}, nil
+	return &EventHubStore{c: c}, nil
 }
 
 // Init pings Redis and loads every script. It is optional.
@@ -425,14 +400,9 @@ func (s *EventHubStore) GetChannelIDsForTopic(ctx context.Context, topic string)
 	if err := checkTopic(topic); err != nil {
 		return nil, wrap(op, err)
 	}
-	rc, err := s.c.get(ctx)
-	if err != nil {
-		return nil, wrap(op, err)
-	}
-	defer rc.Close()
 	// redis.Strings turns the empty array of an unknown topic into an
 	// empty, non-nil slice.
-	ids, err := redis.Strings(do(ctx, rc, "SMEMBERS", s.c.keys.topic(topic)))
+	ids, err := redis.Strings(s.c.do(ctx, "SMEMBERS", s.c.key().topic(topic)))
 	if err != nil {
 		return nil, wrap(op, err)
 	}
@@ -458,12 +428,7 @@ func (s *EventHubStore) changeSubscription(ctx context.Context, op string, sc *s
 	if err := checkID(channelID); err != nil {
 		return false, wrap(op, err)
 	}
-	rc, err := s.c.get(ctx)
-	if err != nil {
-		return false, wrap(op, err)
-	}
-	defer rc.Close()
-	n, err := redis.Int(sc.run(ctx, rc, 2, []any{nil, nil, s.c.keys.topic(topic), s.c.keys.subs(channelID), channelID, topic}))
+	n, err := redis.Int(sc.run(ctx, s.c, 2, []any{nil, nil, s.c.key().topic(topic), s.c.key().subs(channelID), channelID, topic}))
 	if err != nil {
 		return false, wrap(op, err)
 	}

@@ -90,7 +90,7 @@ func TestCheckURL(t *testing.T) {
 }
 
 func TestOwnedPoolIsClosedByClose(t *testing.T) {
-	cs, err := OpenChannelStore("redis://127.0.0.1:1")
+	cs, err := OpenChannelStore("redis://127.0.0.1:1", WithoutAutoPipelining())
 	require.NoError(t, err)
 	require.NoError(t, cs.Close())
 	c := cs.c.owned.Get()
