@@ -177,3 +177,30 @@ func ExampleChannelStore_GetChannel() {
 	// after ClearState: false
 	// pikkuredis: channel not found: closed-socket
 }
+
+// Fanning out to a large topic without holding every id in memory: the ids
+// come from Redis a page at a time.
+func ExampleEventHubStore_ScanChannelIDsForTopic() {
+	ctx := context.Background()
+	hub, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(examplePrefix()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hub.Close()
+	for _, id := range []string{"ch-1", "ch-2", "ch-3"} {
+		if _, err := hub.Subscribe(ctx, "news", id); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	sent := 0
+	for id, err := range hub.ScanChannelIDsForTopic(ctx, "news") {
+		if err != nil {
+			log.Fatal(err)
+		}
+		_ = id // send the message to the socket of channel id
+		sent++
+	}
+	fmt.Println("sent to", sent, "channels")
+	// Output: sent to 3 channels
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"strconv"
 	"time"
 
@@ -407,6 +408,58 @@ func (s *EventHubStore) GetChannelIDsForTopic(ctx context.Context, topic string)
 		return nil, wrap(op, err)
 	}
 	return ids, nil
+}
+
+// scanPageSize is the COUNT hint of each SSCAN: about how many ids one
+// page of ScanChannelIDsForTopic holds.
+const scanPageSize = 1000
+
+// ScanChannelIDsForTopic returns the ids of the channels subscribed to
+// topic as an iterator that reads them from Redis a page at a time (SSCAN,
+// about 1,000 ids a round trip), so that memory stays flat however large
+// the topic: for fanning a message out to a topic of many thousands.
+//
+// SSCAN's guarantees hold: an id subscribed for the whole iteration comes
+// at least once; one subscribed or unsubscribed meanwhile may or may not
+// come; and an id may come twice if Redis resizes the set mid-iteration
+// (a topic small enough for Redis's compact encoding comes in one page,
+// exactly once each). On an error the iterator yields ("", err) once and
+// stops. Stopping early (break) sends nothing more.
+func (s *EventHubStore) ScanChannelIDsForTopic(ctx context.Context, topic string) iter.Seq2[string, error] {
+	const op = "scan channel ids for topic"
+	return func(yield func(string, error) bool) {
+		if err := checkTopic(topic); err != nil {
+			yield("", wrap(op, err))
+			return
+		}
+		key := s.c.key().topic(topic)
+		cursor := "0"
+		for {
+			page, err := redis.Values(s.c.do(ctx, "SSCAN", key, cursor, "COUNT", scanPageSize))
+			if err == nil && len(page) != 2 {
+				err = fmt.Errorf("SSCAN replied with %d elements, want 2", len(page))
+			}
+			var ids []string
+			if err == nil {
+				cursor, err = redis.String(page[0], nil)
+			}
+			if err == nil {
+				ids, err = redis.Strings(page[1], nil)
+			}
+			if err != nil {
+				yield("", wrap(op, err))
+				return
+			}
+			for _, id := range ids {
+				if !yield(id, nil) {
+					return
+				}
+			}
+			if cursor == "0" {
+				return
+			}
+		}
+	}
 }
 
 // Subscribe subscribes a channel to a topic, both directions in one atomic
