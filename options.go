@@ -9,7 +9,7 @@ import (
 // Defaults. Each can be changed with the option named beside it.
 const (
 	DefaultKeyPrefix       = "pikku"          // WithKeyPrefix
-	DefaultPipelineConns   = 2                // WithPipelineConns
+	DefaultPipelineConns   = 1                // WithPipelineConns
 	DefaultPoolSize        = 64               // WithPoolSize, with WithoutAutoPipelining
 	DefaultRemoveChunkSize = 100              // WithRemoveChunkSize
 	DefaultConnectTimeout  = 5 * time.Second  // WithDialOptions(redis.DialConnectTimeout(...))
