@@ -3,8 +3,11 @@ package pikkuredis_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,125 +20,333 @@ import (
 //
 //	go test -bench . -run '^$'
 //
-// Each operation is one round trip to Redis (a command or a script).
+// Every operation is measured with 1, 16 and 64 concurrent callers
+// (callers=N), on stores opened from a URL with default options: what a
+// user who calls Open*Store(url) gets. Each operation is one round trip to
+// Redis (a command or a script) but RemoveChannels, which is one per chunk.
+
+// benchCallers is the concurrency every operation is measured at.
+var benchCallers = []int{1, 16, 64}
+
+// openStores returns stores that own their connections, as
+// OpenChannelStore(url) makes them, on a fresh key prefix.
+func openStores(b *testing.B, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string) {
+	b.Helper()
+	prefix := newPrefix(b)
+	opts = append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)
+	cs, err := pikkuredis.OpenChannelStore(redisURL, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs, err := pikkuredis.OpenEventHubStore(redisURL, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cs.Close(); hs.Close() })
+	ctx := context.Background()
+	if err := cs.Init(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := hs.Init(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return cs, hs, prefix
+}
+
+// runCallers runs op b.N times in all, from callers goroutines at once
+// (b.RunParallel with GOMAXPROCS*parallelism goroutines), each call with a
+// distinct i in [0, b.N).
+func runCallers(b *testing.B, callers int, op func(ctx context.Context, i int) error) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	if callers == 1 {
+		for i := 0; i < b.N; i++ {
+			if err := op(ctx, i); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return
+	}
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((callers + procs - 1) / procs)
+	var next atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := op(ctx, int(next.Add(1)-1)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// eachCallers runs one sub-benchmark per entry of benchCallers; setup
+// prepares the data (outside the timer) and returns the operation.
+func eachCallers(b *testing.B, setup func(b *testing.B) func(ctx context.Context, i int) error) {
+	for _, n := range benchCallers {
+		b.Run(fmt.Sprintf("callers=%d", n), func(b *testing.B) {
+			runCallers(b, n, setup(b))
+		})
+	}
+}
 
 func BenchmarkAddChannel(b *testing.B) {
-	cs, _, _ := stores(b)
-	ctx := context.Background()
-	ch := pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat", OpeningData: map[string]string{"room": "lobby"}}
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		ch.ChannelID = "c" + strconv.Itoa(i%1000)
-		if err := cs.AddChannel(ctx, ch); err != nil {
-			b.Fatal(err)
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		cs, _, _ := openStores(b)
+		data := map[string]string{"room": "lobby"}
+		return func(ctx context.Context, i int) error {
+			return cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c" + strconv.Itoa(i%1000), ChannelName: "chat", OpeningData: data})
 		}
-	}
+	})
 }
 
 func BenchmarkSetUserSession(b *testing.B) {
-	cs, _, _ := stores(b)
-	ctx := context.Background()
-	if err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}); err != nil {
-		b.Fatal(err)
-	}
-	session := map[string]string{"userId": "u1"}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := cs.SetUserSession(ctx, "c1", session); err != nil {
-			b.Fatal(err)
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		cs, _, prefix := openStores(b)
+		c := dialRaw(b)
+		defer c.Close()
+		seedChannels(b, c, prefix, "c", 1000, 0, 1)
+		session := map[string]string{"userId": "u1"}
+		return func(ctx context.Context, i int) error {
+			return cs.SetUserSession(ctx, "c"+strconv.Itoa(i%1000), session)
 		}
-	}
+	})
 }
 
 func BenchmarkGetChannelAndSession(b *testing.B) {
-	cs, _, _ := stores(b)
-	ctx := context.Background()
-	if err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", OpeningData: map[string]string{"room": "lobby"}}); err != nil {
-		b.Fatal(err)
-	}
-	if err := cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u1"}); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := cs.GetChannelAndSession(ctx, "c1"); err != nil {
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		cs, _, _ := openStores(b)
+		ctx := context.Background()
+		if err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat", OpeningData: map[string]string{"room": "lobby"}}); err != nil {
 			b.Fatal(err)
 		}
-	}
+		if err := cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u1"}); err != nil {
+			b.Fatal(err)
+		}
+		return func(ctx context.Context, i int) error {
+			_, err := cs.GetChannelAndSession(ctx, "c1")
+			return err
+		}
+	})
 }
 
 func BenchmarkSubscribe(b *testing.B) {
-	_, hs, _ := stores(b)
-	ctx := context.Background()
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		if _, err := hs.Subscribe(ctx, "news", "c"+strconv.Itoa(i%1000)); err != nil {
-			b.Fatal(err)
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		_, hs, _ := openStores(b)
+		return func(ctx context.Context, i int) error {
+			_, err := hs.Subscribe(ctx, "news", "c"+strconv.Itoa(i%1000))
+			return err
 		}
-	}
+	})
 }
 
 func BenchmarkUnsubscribe(b *testing.B) {
-	_, hs, _ := stores(b)
-	ctx := context.Background()
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		if _, err := hs.Unsubscribe(ctx, "news", "c"+strconv.Itoa(i%1000)); err != nil {
-			b.Fatal(err)
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		_, hs, _ := openStores(b)
+		return func(ctx context.Context, i int) error {
+			_, err := hs.Unsubscribe(ctx, "news", "c"+strconv.Itoa(i%1000))
+			return err
 		}
-	}
+	})
 }
 
 func BenchmarkGetChannelIDsForTopic(b *testing.B) {
 	for _, members := range []int{100, 100_000} {
 		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
-			_, hs, prefix := stores(b)
-			ctx := context.Background()
-			c := dialRaw(b)
-			defer c.Close()
-			fillSet(b, c, prefix+":topic:big", members)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				ids, err := hs.GetChannelIDsForTopic(ctx, "big")
-				if err != nil || len(ids) != members {
-					b.Fatal(len(ids), err)
+			eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+				_, hs, prefix := openStores(b)
+				c := dialRaw(b)
+				defer c.Close()
+				fillSet(b, c, prefix+":topic:big", members)
+				return func(ctx context.Context, i int) error {
+					ids, err := hs.GetChannelIDsForTopic(ctx, "big")
+					if err == nil && len(ids) != members {
+						err = fmt.Errorf("got %d ids, want %d", len(ids), members)
+					}
+					return err
 				}
-			}
+			})
 		})
 	}
 }
 
-// BenchmarkRemoveChannels removes n channels of 10 subscriptions each per
-// op, in chunks of the default size (n=100 is one chunk: its ns/op is about
-// the time one remove_channels call holds Redis). max-ms is the slowest
-// RemoveChannels call seen, as the client measures it.
-func BenchmarkRemoveChannels(b *testing.B) {
-	for _, n := range []int{1, 100, 500, 1000} {
-		b.Run(fmt.Sprintf("channels=%d/subs=10", n), func(b *testing.B) {
-			cs, _, prefix := stores(b)
-			ctx := context.Background()
-			c := dialRaw(b)
-			defer c.Close()
-			var slowest time.Duration
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				ids := seedChannels(b, c, prefix, fmt.Sprintf("i%d-", i), n, 10, 100)
-				b.StartTimer()
-				start := time.Now()
-				if err := cs.RemoveChannels(ctx, ids); err != nil {
-					b.Fatal(err)
-				}
-				slowest = max(slowest, time.Since(start))
-			}
-			b.ReportMetric(float64(slowest.Microseconds())/1000, "max-ms")
-			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "channels/s")
+// BenchmarkPipelineConns measures Subscribe at 64 callers over 1, 2 and 4
+// pipelined connections, and over the pool WithoutAutoPipelining gives:
+// what DefaultPipelineConns is chosen from.
+func BenchmarkPipelineConns(b *testing.B) {
+	for _, conns := range []int{1, 2, 4, 0} {
+		name := fmt.Sprintf("conns=%d", conns)
+		opt := pikkuredis.WithPipelineConns(conns)
+		if conns == 0 {
+			name, opt = "pool", pikkuredis.WithoutAutoPipelining()
+		}
+		b.Run(name, func(b *testing.B) {
+			_, hs, _ := openStores(b, opt)
+			runCallers(b, 64, func(ctx context.Context, i int) error {
+				_, err := hs.Subscribe(ctx, "news", "c"+strconv.Itoa(i%1000))
+				return err
+			})
 		})
 	}
+}
+
+// BenchmarkBareSMEMBERS is the floor for GetChannelIDsForTopic: the same
+// SMEMBERS through a plain redigo connection, one caller.
+func BenchmarkBareSMEMBERS(b *testing.B) {
+	for _, members := range []int{100, 100_000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			prefix := newPrefix(b)
+			c := dialRaw(b)
+			defer c.Close()
+			fillSet(b, c, prefix+":topic:big", members)
+			runCallers(b, 1, func(ctx context.Context, i int) error {
+				ids, err := redis.Strings(c.Do("SMEMBERS", prefix+":topic:big"))
+				if err == nil && len(ids) != members {
+					err = fmt.Errorf("got %d ids, want %d", len(ids), members)
+				}
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkScanChannelIDsForTopic walks a topic with the iterator, one
+// caller. live-MB is the most memory the walk keeps live at once (sampled
+// after a GC every 1,000 ids, outside the timed loop); get-live-MB is the
+// same for GetChannelIDsForTopic, which holds every id: the first stays
+// flat as the topic grows, the second grows with it.
+func BenchmarkScanChannelIDsForTopic(b *testing.B) {
+	for _, members := range []int{100, 100_000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			_, hs, prefix := openStores(b)
+			c := dialRaw(b)
+			defer c.Close()
+			fillSet(b, c, prefix+":topic:big", members)
+			ctx := context.Background()
+			walk := func(sample func()) error {
+				n := 0
+				for _, err := range hs.ScanChannelIDsForTopic(ctx, "big") {
+					if err != nil {
+						return err
+					}
+					if n++; sample != nil && n%1000 == 0 {
+						sample()
+					}
+				}
+				if n < members {
+					return fmt.Errorf("got %d ids, want %d", n, members)
+				}
+				return nil
+			}
+			scanLive := peakLive(b, walk)
+			getLive := peakLive(b, func(sample func()) error {
+				ids, err := hs.GetChannelIDsForTopic(ctx, "big")
+				sample()
+				runtime.KeepAlive(ids)
+				return err
+			})
+			runCallers(b, 1, func(ctx context.Context, i int) error { return walk(nil) })
+			b.ReportMetric(scanLive, "live-MB")
+			b.ReportMetric(getLive, "get-live-MB")
+		})
+	}
+}
+
+// peakLive runs f and returns the most heap (MB) live at any of the points
+// where f calls sample, above what was live before.
+func peakLive(b *testing.B, f func(sample func()) error) float64 {
+	var ms runtime.MemStats
+	live := func() uint64 {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	base := live()
+	peak := base
+	if err := f(func() { peak = max(peak, live()) }); err != nil {
+		b.Fatal(err)
+	}
+	return float64(peak-base) / (1 << 20)
+}
+
+// BenchmarkRemoveChannels removes n channels of 10 subscriptions each per
+// op, in chunks of the default size. The channels are written before the
+// timer starts (b.N*n of them, so mind -benchtime for n=1000).
+func BenchmarkRemoveChannels(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("channels=%d/subs=10", n), func(b *testing.B) {
+			eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+				cs, _, prefix := openStores(b)
+				c := dialRaw(b)
+				defer c.Close()
+				batches := make([][]string, b.N)
+				for i := range batches {
+					batches[i] = seedChannels(b, c, prefix, fmt.Sprintf("i%d-", i), n, 10, 100)
+				}
+				b.Cleanup(func() {
+					b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "channels/s")
+				})
+				return func(ctx context.Context, i int) error {
+					return cs.RemoveChannels(ctx, batches[i])
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkRemoveChannelsPing removes 10,000 channels of 10 subscriptions
+// each per op while another connection PINGs Redis in a loop, and reports
+// the PING latency seen meanwhile: no script may hold Redis for long.
+func BenchmarkRemoveChannelsPing(b *testing.B) {
+	const n = 10_000
+	cs, _, prefix := openStores(b)
+	c := dialRaw(b)
+	defer c.Close()
+	ping := dialRaw(b)
+	defer ping.Close()
+	ctx := context.Background()
+	var lat []time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		ids := seedChannels(b, c, prefix, fmt.Sprintf("i%d-", i), n, 10, 1000)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				if _, err := ping.Do("PING"); err != nil {
+					b.Error(err)
+					return
+				}
+				lat = append(lat, time.Since(start))
+			}
+		}()
+		b.StartTimer()
+		if err := cs.RemoveChannels(ctx, ids); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		close(stop)
+		wg.Wait()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "ping-p99-ms")
+		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "ping-max-ms")
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "channels/s")
 }
 
 // fillSet writes n members into a set with pipelined SADDs.
@@ -166,6 +377,11 @@ func seedChannels(b testing.TB, c redis.Conn, prefix, idPrefix string, n, subs, 
 			topic := "t" + strconv.Itoa((i+j)%topics)
 			c.Send("SADD", prefix+":topic:"+topic, id)
 			c.Send("SADD", prefix+":subs:"+id, topic)
+		}
+		if i%1000 == 999 { // keep the pipeline's replies bounded
+			if _, err := c.Do(""); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	if _, err := c.Do(""); err != nil {
