@@ -35,7 +35,7 @@ func openOn(t *testing.T, url string, opts ...pikkuredis.Option) (*pikkuredis.Ch
 // 64 callers on one connection, each reading back what it wrote: a reply
 // handed to the wrong caller shows up as another channel's data.
 func TestPipelinedRepliesReachTheirCallers(t *testing.T) {
-	for _, conns := range []int{1, pikkuredis.DefaultPipelineConns} {
+	for _, conns := range []int{1, 4} {
 		t.Run(fmt.Sprintf("conns=%d", conns), func(t *testing.T) {
 			cs, hs, _ := stores(t, pikkuredis.WithPipelineConns(conns))
 			ctx := ctxT(t)

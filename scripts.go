@@ -19,6 +19,9 @@ type script struct {
 	name string // file name without .lua, used in errors
 	src  string
 	sha  string // SHA1 of src, hex: what SCRIPT LOAD returns
+	// shaArg is sha as a command argument, boxed once rather than on
+	// every call.
+	shaArg any
 }
 
 // The registry: every script the stores run, loaded from scripts/.
@@ -37,7 +40,8 @@ func mustScript(name string) *script {
 		panic("pikkuredis: missing embedded script " + name + ": " + err.Error())
 	}
 	sum := sha1.Sum(src)
-	return &script{name: name, src: string(src), sha: hex.EncodeToString(sum[:])}
+	sha := hex.EncodeToString(sum[:])
+	return &script{name: name, src: string(src), sha: sha, shaArg: sha}
 }
 
 // load sends SCRIPT LOAD and checks that the server hashed the script as we did.
@@ -56,7 +60,7 @@ func (s *script) load(ctx context.Context, c *conn) error {
 // be left free: run fills them with the sha (or source) and the key count,
 // so that callers build one slice and nothing is copied.
 func (s *script) run(ctx context.Context, c *conn, numKeys int, args []any) (any, error) {
-	args[0], args[1] = s.sha, numKeys
+	args[0], args[1] = s.shaArg, numKeys
 	reply, err := c.do(ctx, "EVALSHA", args...)
 	if isNoScript(err) {
 		// A fresh slice: a caller that left may still have the first
