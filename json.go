@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"sync"
 )
 
 // marshalJSON encodes v as JavaScript's JSON.stringify does for the same
@@ -13,17 +14,38 @@ import (
 // never does). Map keys come out sorted, as encoding/json sorts them; a
 // JavaScript object keeps its insertion order instead.
 func marshalJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	e := encoders.Get().(*jsonEncoder)
+	defer e.release()
+	if err := e.enc.Encode(v); err != nil {
 		return nil, err
 	}
-	out := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
+	out := bytes.TrimSuffix(e.buf.Bytes(), []byte{'\n'})
 	if bytes.Contains(out, []byte(`\u202`)) {
-		out = unescapeLineSeparators(out)
+		return unescapeLineSeparators(out), nil
 	}
-	return out, nil
+	return bytes.Clone(out), nil
+}
+
+// jsonEncoder is an encoder configured as marshalJSON needs it, with its
+// buffer; they are reused, since every write of a channel encodes JSON.
+type jsonEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &jsonEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
+func (e *jsonEncoder) release() {
+	if e.buf.Cap() > 64<<10 { // let a rare huge value's buffer go
+		return
+	}
+	e.buf.Reset()
+	encoders.Put(e)
 }
 
 // unescapeLineSeparators turns the escapes \u2028 and \u2029 back into the
