@@ -142,10 +142,10 @@ func hungPool(t *testing.T, url string, wrap func(redis.Conn) redis.Conn) *redis
 func TestHungServerEndsWithTheDeadline(t *testing.T) {
 	url := blackhole(t)
 	host := strings.TrimPrefix(url, "redis://")
-	open := func(u string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
-		cs, err := pikkuredis.OpenChannelStore(u)
+	open := func(u string, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+		cs, err := pikkuredis.OpenChannelStore(u, opts...)
 		require.NoError(t, err)
-		hs, err := pikkuredis.OpenEventHubStore(u)
+		hs, err := pikkuredis.OpenEventHubStore(u, opts...)
 		require.NoError(t, err)
 		t.Cleanup(func() { cs.Close(); hs.Close() })
 		return cs, hs
@@ -159,6 +159,12 @@ func TestHungServerEndsWithTheDeadline(t *testing.T) {
 		// context handling.
 		"owned rediss://":       func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) { return open("rediss://" + host) },
 		"owned with a password": func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) { return open("redis://:secret@" + host) },
+		"owned pool": func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			return open(url, pikkuredis.WithoutAutoPipelining())
+		},
+		"owned pool with a password": func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			return open("redis://:secret@"+host, pikkuredis.WithoutAutoPipelining())
+		},
 		"pool without GetContext": func() (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
 			return shared(getOnlyPool{hungPool(t, url, func(c redis.Conn) redis.Conn { return c })})
 		},
@@ -191,14 +197,19 @@ func TestHungServerEndsWithTheDeadline(t *testing.T) {
 	}
 }
 
-// With every pooled connection busy, a caller waits for one only as long as
-// its context lasts, also from a pool that has no GetContext.
+// With every connection busy, a caller waits for one only as long as its
+// context lasts: behind a call on the one pipelined connection, for a
+// pooled connection, also from a pool that has no GetContext.
 func TestWaitingForAConnectionHonoursTheContext(t *testing.T) {
 	url := blackhole(t)
-	owned, err := pikkuredis.OpenEventHubStore(url, pikkuredis.WithPoolSize(1))
+	pipelined, err := pikkuredis.OpenEventHubStore(url)
+	require.NoError(t, err)
+	defer pipelined.Close()
+	owned, err := pikkuredis.OpenEventHubStore(url, pikkuredis.WithoutAutoPipelining(), pikkuredis.WithPoolSize(1))
 	require.NoError(t, err)
 	defer owned.Close()
 	stores := map[string]*pikkuredis.EventHubStore{
+		"auto-pipelined":          pipelined,
 		"owned pool":              owned,
 		"pool without GetContext": pikkuredis.NewEventHubStore(getOnlyPool{hungPool(t, url, func(c redis.Conn) redis.Conn { return c })}),
 	}
