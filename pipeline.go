@@ -25,19 +25,20 @@ import (
 // trip with no other goroutine involved, as a plain redigo Do. That
 // matters: on a machine with few cores, waking a goroutine on another
 // thread costs about as much as the round trip itself. Calls that come
-// meanwhile queue, and go out together when the direct reply is in. Under
-// concurrency the connection is never idle, and the calls go out in
-// batches while a reader goroutine per connection reads the replies in
-// order and hands each to its caller (pipelined mode).
+// meanwhile are written at once behind it; a reader goroutine per
+// connection reads their replies, in order, once the direct reply is in,
+// and hands each to its caller (pipelined mode). Under concurrency the
+// connection is seldom idle, and calls go out in batches.
 //
 // A caller waits for its reply or for its context, whichever ends first.
 // In pipelined mode a reply that comes after its caller left is read and
-// dropped, so the connection stays usable; in direct mode, where the
-// caller itself is reading, leaving means closing the connection (it
-// carries no other call), and the next call dials a new one. A lost
-// connection fails the calls written on it and is replaced on the next
-// call. Reads time out after the IO timeout with no reply at all, which
-// ends waits on a stuck or vanished server (a half-open TCP connection).
+// dropped, so the connection stays usable. In direct mode the caller is
+// itself reading, and the only way to stop a read mid-way is to close the
+// connection: the calls written behind it then fail as on a lost
+// connection, and the next call dials a new one. A lost connection fails
+// the calls written on it and is replaced on the next call. Reads time out
+// after the IO timeout with no reply at all, which ends waits on a stuck
+// or vanished server (a half-open TCP connection).
 
 // call is one command on its way through a lane.
 type call struct {
@@ -98,7 +99,6 @@ func (l *lane) do(ctx context.Context, cmd string, args []any) (any, error) {
 	var err error
 	if lc := l.flush(c); lc != nil {
 		reply, err = lc.readDirect(ctx)
-		l.flush(nil) // what queued while this call had the connection
 	} else {
 		if done := ctx.Done(); done != nil {
 			select {
@@ -123,35 +123,31 @@ func (l *lane) do(ctx context.Context, cmd string, args []any) (any, error) {
 // before, and the writer looks at the queue again after unlocking, so no
 // call is left behind. When own went out alone on an idle connection,
 // flush returns that connection: the caller reads its reply itself.
-func (l *lane) flush(own *call) *laneConn {
+func (l *lane) flush(own *call) (direct *laneConn) {
 	for l.wmu.TryLock() {
-		direct, busy := l.flushLocked(own)
+		d, wrote := l.flushLocked(own)
 		l.wmu.Unlock()
-		if direct != nil {
+		if d != nil {
+			direct = d
+		}
+		if !wrote { // a dial is under way; it writes the queue when done
 			return direct
 		}
 		own = nil
-		if busy != nil && busy.mode() == modeDirect {
-			// Its caller writes the queue when its reply is in; it
-			// clears direct before it tries, so either it sees this
-			// unlock or this sees the clear.
-			return nil
-		}
 		l.mu.Lock()
-		more := len(l.queue) > 0 && !l.dialing()
+		more := len(l.queue) > 0 && !l.redialing
 		l.mu.Unlock()
 		if !more {
-			return nil
+			return direct
 		}
 	}
-	return nil
+	return direct
 }
 
-// flushLocked writes the queue. It returns the connection when own went out
-// alone in direct mode, or the connection it could not write on because a
-// direct call is on it. With no connection, it starts a dial, which writes
-// the queue when done.
-func (l *lane) flushLocked(own *call) (direct, busy *laneConn) {
+// flushLocked writes the queue. It returns the connection when own went
+// out alone in direct mode, and wrote == false when there is no connection
+// to write on: then it starts a dial, which writes the queue when done.
+func (l *lane) flushLocked(own *call) (direct *laneConn, wrote bool) {
 	l.mu.Lock()
 	batch := l.queue
 	if l.closed { // Close ran after these calls were queued
@@ -160,7 +156,7 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn) {
 		for _, c := range batch {
 			finish(c, nil, ErrClosed)
 		}
-		return nil, nil
+		return nil, true
 	}
 	lc := l.conn
 	if lc == nil || lc.broken() {
@@ -172,14 +168,10 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn) {
 			go l.redial(lc)
 		}
 		l.mu.Unlock()
-		return nil, nil
+		return nil, false
 	}
-	mode := lc.mode()
-	if mode == modeDirect {
-		l.mu.Unlock()
-		return nil, lc
-	}
-	if mode == modePipelined {
+	idle := lc.idle()
+	if !idle {
 		// Calls are in flight, so their callers will soon queue the next
 		// ones: let those that are ready run first, so that one write
 		// carries them all. Fewer, larger writes are what pipelining is
@@ -192,7 +184,7 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn) {
 	l.queue = l.spare[:0]
 	l.mu.Unlock()
 	batch = dropCancelled(batch)
-	if mode == modeIdle && len(batch) == 1 && batch[0] == own {
+	if idle && len(batch) == 1 && batch[0] == own {
 		lc.sendDirect(own)
 		direct = lc
 	} else {
@@ -200,12 +192,8 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn) {
 	}
 	clear(batch)
 	l.spare = batch[:0]
-	return direct, nil
+	return direct, true
 }
-
-// dialing says whether a dial is under way (l.mu held), in which case
-// the dial writes the queue when it is done.
-func (l *lane) dialing() bool { return l.redialing }
 
 // redial replaces a lost (or not yet made) connection, then writes what
 // queued meanwhile; if it cannot, the queued calls fail with its error.
@@ -284,13 +272,6 @@ func dropCancelled(batch []*call) []*call {
 	return kept
 }
 
-// How a connection is being read.
-const (
-	modeIdle      = iota // nothing in flight
-	modeDirect           // one call in flight, its caller reading
-	modePipelined        // calls in flight, the reader goroutine reading
-)
-
 // laneConn is one connection of a lane and the calls written on it, in
 // the order their replies will come.
 type laneConn struct {
@@ -299,7 +280,7 @@ type laneConn struct {
 	mu       sync.Mutex
 	inflight []*call // a FIFO: inflight[head:] await the reader
 	head     int
-	direct   bool  // a direct call is in flight
+	direct   bool  // a direct call is in flight, ahead of inflight
 	err      error // set once, when the connection is lost
 	wake     chan struct{}
 
@@ -316,16 +297,11 @@ func newLaneConn(rc redis.Conn) *laneConn {
 
 func (lc *laneConn) broken() bool { return lc.lost.Load() }
 
-func (lc *laneConn) mode() int {
+// idle says whether no call is in flight.
+func (lc *laneConn) idle() bool {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	switch {
-	case lc.direct:
-		return modeDirect
-	case lc.head < len(lc.inflight):
-		return modePipelined
-	}
-	return modeIdle
+	return !lc.direct && lc.head == len(lc.inflight)
 }
 
 func (lc *laneConn) signal() {
@@ -349,26 +325,38 @@ func (lc *laneConn) sendDirect(c *call) {
 	}
 }
 
-// readDirect reads the reply of the direct call. Its caller leaving closes
-// the connection, which ends the read: there is no other way to stop a
-// read mid-way, and no other call is on the connection meanwhile.
+// readDirect reads the reply of the direct call, then leaves the calls
+// written behind it to the reader. The caller leaving closes the
+// connection, which ends the read: there is no other way to stop a read
+// mid-way.
 func (lc *laneConn) readDirect(ctx context.Context) (any, error) {
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { lc.fail(ctx.Err()) })
+		stop = context.AfterFunc(ctx, func() {
+			// Not wrapped: the calls behind it fail for a lost
+			// connection, not for a context of theirs.
+			lc.fail(fmt.Errorf("redis connection lost: closed when the caller reading a reply on it left (%v)", ctx.Err()))
+		})
 	}
 	reply, err := lc.rc.Receive()
 	stop()
 	if err != nil && !isReplyError(err) {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
 		lc.fail(fmt.Errorf("redis connection lost: %w", err))
 		lc.mu.Lock()
-		err = lc.err // the first cause: ctx's end, Close, or this error
+		err = lc.err // the first cause: Close, or this error
 		lc.mu.Unlock()
 		return nil, err
 	}
 	lc.mu.Lock()
 	lc.direct = false
+	behind := lc.head < len(lc.inflight)
 	lc.mu.Unlock()
+	if behind {
+		lc.signal()
+	}
 	return reply, err
 }
 
@@ -430,13 +418,14 @@ func (lc *laneConn) fail(err error) {
 }
 
 // read is the connection's reader goroutine. It reads only while pipelined
-// calls wait, so that the read timeout measures the server's silence
-// towards a waiting call, never idleness.
+// calls wait, and not while a direct call's caller reads the reply ahead
+// of theirs; so the read timeout measures the server's silence towards a
+// waiting call, never idleness.
 func (lc *laneConn) read() {
 	defer close(lc.readerDone)
 	for {
 		lc.mu.Lock()
-		for lc.err == nil && lc.head == len(lc.inflight) {
+		for lc.err == nil && (lc.direct || lc.head == len(lc.inflight)) {
 			lc.mu.Unlock()
 			<-lc.wake
 			lc.mu.Lock()
