@@ -3,6 +3,7 @@ package pikkuredis_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -211,6 +212,24 @@ func BenchmarkBareSMEMBERS(b *testing.B) {
 	}
 }
 
+// BenchmarkBareEVALSHA is the floor for Subscribe at one caller: the same
+// EVALSHA through a plain redigo connection with no context, so that the
+// difference is what the store adds to a round trip.
+func BenchmarkBareEVALSHA(b *testing.B) {
+	prefix := newPrefix(b)
+	c := dialRaw(b)
+	defer c.Close()
+	sha := pikkuredis.ScriptSHAs()["subscribe"]
+	if _, err := c.Do("SCRIPT", "LOAD", readScript(b, "subscribe")); err != nil {
+		b.Fatal(err)
+	}
+	runCallers(b, 1, func(ctx context.Context, i int) error {
+		id := "c" + strconv.Itoa(i%1000)
+		_, err := c.Do("EVALSHA", sha, 2, prefix+":topic:news", prefix+":subs:"+id, id, "news")
+		return err
+	})
+}
+
 // BenchmarkScanChannelIDsForTopic walks a topic with the iterator, one
 // caller. live-MB is the most memory the walk keeps live at once (sampled
 // after a GC every 1,000 ids, outside the timed loop); get-live-MB is the
@@ -388,4 +407,14 @@ func seedChannels(b testing.TB, c redis.Conn, prefix, idPrefix string, n, subs, 
 		b.Fatal(err)
 	}
 	return slices.Clip(ids)
+}
+
+// readScript returns the source of scripts/<name>.lua.
+func readScript(b testing.TB, name string) string {
+	b.Helper()
+	src, err := os.ReadFile("scripts/" + name + ".lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(src)
 }
