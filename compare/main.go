@@ -1,0 +1,412 @@
+// Command compare measures pikkuredis side by side with the TypeScript
+// @pikku/redis 0.12.3 it is compatible with, and with what Redis itself can
+// serve (redis-benchmark), on one Redis in one run:
+//
+//	go run ./compare
+//
+// For each operation and each number of concurrent callers it times the Go
+// stores (default options, one goroutine per caller), @pikku/redis on
+// Node.js (one async loop per caller on one ioredis client, run by
+// interop/bench.mjs) and redis-benchmark sending the same command shape,
+// unpipelined and in 16-deep pipelines. The whole set is repeated -runs
+// times, the implementations interleaved within each run, and every figure
+// and ratio reported is the median across runs. See compare/README.md.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pikkujs/pikkuredis"
+)
+
+type config struct {
+	redisURL string
+	runs     int
+	tm       timing
+	callers  []int
+	ops      []*operation
+	bulk     bool
+	svgPath  string
+	mdPath   string
+}
+
+func main() {
+	cfg, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted (%w)", err)
+		}
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func parseFlags() (config, error) {
+	var cfg config
+	var callers, ops string
+	flag.StringVar(&cfg.redisURL, "redis", "", "use this Redis (redis://...) instead of starting a private redis-server; only keys under a random prefix are touched, nothing is flushed")
+	flag.IntVar(&cfg.runs, "runs", 5, "repeat the whole set this many times and report medians")
+	flag.DurationVar(&cfg.tm.duration, "duration", time.Second, "measured time of each cell")
+	flag.DurationVar(&cfg.tm.warmup, "warmup", 250*time.Millisecond, "unrecorded warm-up before each Go and TypeScript cell")
+	flag.StringVar(&callers, "callers", "1,16,64", "comma-separated numbers of concurrent callers")
+	flag.StringVar(&ops, "ops", "all", "comma-separated subset of: AddChannel, SetUserSession, GetChannelAndSession, Subscribe, Unsubscribe, GetChannelIDsForTopic, RemoveChannels, "+bulkRemoveName)
+	flag.StringVar(&cfg.svgPath, "svg", filepath.Join("compare", "results.svg"), "write the chart here (empty: no chart)")
+	flag.StringVar(&cfg.mdPath, "md", "", "also write the results as markdown to this file")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	if cfg.runs < 1 {
+		return cfg, errors.New("-runs must be at least 1")
+	}
+	if cfg.tm.duration <= 0 || cfg.tm.warmup < 0 {
+		return cfg, errors.New("-duration must be positive and -warmup not negative")
+	}
+	for _, f := range strings.Split(callers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return cfg, fmt.Errorf("-callers: %q is not a positive number", f)
+		}
+		cfg.callers = append(cfg.callers, n)
+	}
+	var err error
+	cfg.ops, cfg.bulk, err = selectOps(ops)
+	return cfg, err
+}
+
+// cell names one row of the table.
+type cell struct {
+	op      string
+	callers int
+}
+
+// runResults is what one run of the whole set measured.
+type runResults struct {
+	goRes, tsRes         map[cell]result
+	goPerRead, tsPerRead map[cell]float64  // calls per socket read, as Redis saw them
+	limits               map[string]result // by limitKey
+	bulk                 *bulkResult
+}
+
+type impl int
+
+const (
+	implGo impl = iota
+	implTS
+)
+
+func (i impl) String() string { return [...]string{"Go", "TS"}[i] }
+
+func run(ctx context.Context, cfg config) error {
+	interop, err := findInterop()
+	if err != nil {
+		return err
+	}
+	if err := ensureNodeModules(interop); err != nil {
+		return err
+	}
+
+	srv, err := openServer(ctx, cfg.redisURL)
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+	base, err := randomPrefix()
+	if err != nil {
+		return err
+	}
+	goPrefix, tsPrefix := base+":go", base+":ts"
+	if srv.started == nil {
+		// On a server we did not start, take our keys away even after a
+		// failure or Ctrl-C, with a context of its own.
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := srv.deleteKeys(cctx, base); err != nil {
+				fmt.Fprintln(os.Stderr, "compare:", err)
+			}
+		}()
+	}
+
+	g, err := openGoStores(ctx, srv.url, goPrefix)
+	if err != nil {
+		return err
+	}
+	defer g.channels.Close()
+	defer g.hub.Close()
+
+	node, versions, err := startNode(interop, srv.url, tsPrefix)
+	if err != nil {
+		return err
+	}
+	defer node.close()
+
+	lim, err := newLimits(srv, base, filepath.Join(filepath.Dir(interop), "scripts"), cfg.tm)
+	if err != nil {
+		return err
+	}
+	m, err := describeMachine(ctx, srv, versions, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "compare: %s; Redis at %s, keys under %s:*\n", m.oneLine(), srv.url, base)
+
+	r := &runner{cfg: cfg, srv: srv, g: g, node: node, lim: lim, goPrefix: goPrefix, tsPrefix: tsPrefix, removeRate: map[string]float64{}}
+	var runs []*runResults
+	for i := 0; i < cfg.runs; i++ {
+		rr, err := r.runOnce(ctx, i)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		runs = append(runs, rr)
+		// Each run starts from an empty key space: @pikku/redis leaves
+		// removed ids in topic sets, which would otherwise keep growing.
+		if err := srv.deleteKeys(ctx, base); err != nil {
+			return err
+		}
+	}
+
+	rep := summarize(cfg, runs)
+	rep.machine = m
+	rep.warnings = r.warnings
+	if err := rep.writeText(os.Stdout); err != nil {
+		return err
+	}
+	if cfg.mdPath != "" {
+		if err := writeFile(cfg.mdPath, rep.writeMarkdown); err != nil {
+			return err
+		}
+	}
+	if cfg.svgPath != "" {
+		if err := writeFile(cfg.svgPath, rep.writeSVG); err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, "compare: chart written to", cfg.svgPath)
+	}
+	return nil
+}
+
+func openGoStores(ctx context.Context, url, prefix string) (*goStores, error) {
+	// Default options on purpose: what a user gets without tuning.
+	channels, err := pikkuredis.OpenChannelStore(url, pikkuredis.WithKeyPrefix(prefix))
+	if err != nil {
+		return nil, fmt.Errorf("open channel store: %w", err)
+	}
+	hub, err := pikkuredis.OpenEventHubStore(url, pikkuredis.WithKeyPrefix(prefix))
+	if err != nil {
+		channels.Close()
+		return nil, fmt.Errorf("open event hub store: %w", err)
+	}
+	g := &goStores{channels: channels, hub: hub}
+	err = channels.Init(ctx)
+	if err == nil {
+		err = hub.Init(ctx)
+	}
+	if err != nil {
+		channels.Close()
+		hub.Close()
+		return nil, fmt.Errorf("init the Go stores: %w", err)
+	}
+	return g, nil
+}
+
+// runner holds what every run shares.
+type runner struct {
+	cfg                config
+	srv                *server
+	g                  *goStores
+	node               *nodeBench
+	lim                *limits
+	goPrefix, tsPrefix string
+	removeRate         map[string]float64 // fastest RemoveChannels calls/s seen, to size the next seed
+	warnings           []string
+}
+
+func (r *runner) runOnce(ctx context.Context, run int) (*runResults, error) {
+	rr := &runResults{
+		goRes: map[cell]result{}, tsRes: map[cell]result{},
+		goPerRead: map[cell]float64{}, tsPerRead: map[cell]float64{},
+		limits: map[string]result{},
+	}
+	// Alternate which implementation goes first, so that neither always
+	// meets the server right after the other's writes.
+	order := []impl{implGo, implTS}
+	if run%2 == 1 {
+		order = []impl{implTS, implGo}
+	}
+	for _, op := range r.cfg.ops {
+		for _, callers := range r.cfg.callers {
+			c := cell{op.name, callers}
+			for _, who := range order {
+				res, perRead, err := r.measureImpl(ctx, who, op, callers)
+				if err != nil {
+					return nil, err
+				}
+				if who == implGo {
+					rr.goRes[c], rr.goPerRead[c] = res, perRead
+				} else {
+					rr.tsRes[c], rr.tsPerRead[c] = res, perRead
+				}
+				logf("run %d/%d  %-22s %3d callers  %s %9s ops/s  p50 %6.0f µs  p99 %6.0f µs  %5.1f calls/read",
+					run+1, r.cfg.runs, op.name, callers, who, fmtRate(res.OpsPerSec), res.P50us, res.P99us, perRead)
+			}
+			if op.limit == nil {
+				continue
+			}
+			for _, pipeline := range []int{1, 16} {
+				key := limitKey(op.limit, callers, pipeline)
+				if _, done := rr.limits[key]; done {
+					continue // the shape is shared by several operations
+				}
+				res, err := r.measureLimit(ctx, op.limit, callers, pipeline)
+				if err != nil {
+					return nil, err
+				}
+				rr.limits[key] = res
+				logf("run %d/%d  %-22s %3d callers  P%-2d %8s req/s  p50 %6.0f µs  p99 %6.0f µs",
+					run+1, r.cfg.runs, op.limit.name, callers, pipeline, fmtRate(res.OpsPerSec), res.P50us, res.P99us)
+			}
+		}
+	}
+	if r.cfg.bulk {
+		b, err := bulkRemove(ctx, r.srv, r.g, r.goPrefix)
+		if err != nil {
+			return nil, err
+		}
+		rr.bulk = &b
+		logf("run %d/%d  RemoveChannels of %d: %s channels/s; PING p50 %.0f µs p99 %.0f µs max %.0f µs (%d pings)",
+			run+1, r.cfg.runs, bulkChannels, fmtRate(b.ChannelsPerSec), b.PingP50us, b.PingP99us, b.PingMaxus, b.Pings)
+	}
+	return rr, nil
+}
+
+// measureImpl seeds what op needs under the implementation's prefix, then
+// times it, and returns how many calls Redis received per socket read
+// meanwhile.
+func (r *runner) measureImpl(ctx context.Context, who impl, op *operation, callers int) (result, float64, error) {
+	prefix := r.goPrefix
+	if who == implTS {
+		prefix = r.tsPrefix
+	}
+	removals := 0
+	if op.name == "RemoveChannels" {
+		removals = r.removals(who, callers)
+	}
+	if op.seed != nil {
+		if err := op.seed(ctx, r.srv, prefix, removals); err != nil {
+			return result{}, 0, fmt.Errorf("%s %s: %w", who, op.name, err)
+		}
+	}
+	before, err := r.srv.stats(ctx)
+	if err != nil {
+		return result{}, 0, err
+	}
+	var res result
+	if who == implGo {
+		res, err = measure(ctx, callers, r.cfg.tm, removals, func(ctx context.Context, k int) error { return op.call(ctx, r.g, k) })
+		if err != nil {
+			err = fmt.Errorf("Go %s, %d callers: %w", op.name, callers, err)
+		}
+	} else {
+		res, err = r.node.run(op.tsName, callers, r.cfg.tm, removals)
+	}
+	if err != nil {
+		return result{}, 0, err
+	}
+	after, err := r.srv.stats(ctx)
+	if err != nil {
+		return result{}, 0, err
+	}
+	d := after.sub(before)
+	if err := r.checkErrors(d, fmt.Sprintf("%s %s with %d callers", who, op.name, callers)); err != nil {
+		return result{}, 0, err
+	}
+	if removals > 0 {
+		key := removeKey(who, callers)
+		r.removeRate[key] = max(r.removeRate[key], res.OpsPerSec)
+		if res.Seconds < 0.9*r.cfg.tm.duration.Seconds() {
+			r.warn(fmt.Sprintf("%s RemoveChannels with %d callers ran out of seeded channels after %.2fs (later runs seed more)", who, callers, res.Seconds))
+		}
+	}
+	return res, d.callsPerRead(res.Calls), nil
+}
+
+func removeKey(who impl, callers int) string { return fmt.Sprintf("%s/%d", who, callers) }
+
+// removals is how many channels to seed for a RemoveChannels cell: twice
+// what the warm-up and the measured time take at the fastest rate seen so
+// far (or a first guess), as rates on a busy machine vary that much. A cell
+// that runs out anyway ends early and is still valid, its rate taken over
+// the time it ran.
+func (r *runner) removals(who impl, callers int) int {
+	rate := max(r.removeRate[removeKey(who, callers)], min(20_000*float64(callers), 60_000))
+	secs := (r.cfg.tm.warmup + r.cfg.tm.duration).Seconds()
+	return int(rate*secs*2) + 1000
+}
+
+func (r *runner) measureLimit(ctx context.Context, sh *shape, callers, pipeline int) (result, error) {
+	before, err := r.srv.stats(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	res, err := r.lim.measure(ctx, sh, callers, pipeline)
+	if err != nil {
+		return result{}, err
+	}
+	after, err := r.srv.stats(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	return res, r.checkErrors(after.sub(before), fmt.Sprintf("redis-benchmark %s -c %d -P %d", sh.name, callers, pipeline))
+}
+
+// checkErrors fails a measurement during which Redis sent error replies:
+// its figures would count errors as work. On a shared server the errors
+// may be another client's, so there it is only a warning.
+func (r *runner) checkErrors(d serverStats, what string) error {
+	if d.errors == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("Redis sent %d error replies during %s", d.errors, what)
+	if r.srv.started != nil {
+		return errors.New(msg)
+	}
+	r.warn(msg + " (another client's?)")
+	return nil
+}
+
+func (r *runner) warn(msg string) {
+	r.warnings = append(r.warnings, msg)
+	logf("warning: %s", msg)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}
+
+func randomPrefix() (string, error) {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random prefix: %w", err)
+	}
+	return "pikkucmp-" + hex.EncodeToString(b), nil
+}

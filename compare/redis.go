@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/pikkujs/pikkuredis/internal/redisserver"
+)
+
+// server is the Redis every measurement runs against, with one plain
+// connection of the runner's own for seeding, statistics and clean-up.
+type server struct {
+	url     string
+	started *redisserver.Server // nil when -redis named an existing server
+	admin   redis.Conn
+}
+
+// openServer starts a private redis-server (persistence off, in a temporary
+// directory, on a free loopback port) when rawURL is empty, or uses the
+// server rawURL names, where the runner touches only keys under its own
+// random prefix and never flushes anything.
+func openServer(ctx context.Context, rawURL string) (*server, error) {
+	s := &server{url: rawURL}
+	if rawURL == "" {
+		rs, err := redisserver.Start()
+		if err != nil {
+			return nil, fmt.Errorf("start a private redis-server: %w", err)
+		}
+		s.started, s.url = rs, rs.URL
+	}
+	c, err := redis.DialURLContext(ctx, s.url, redis.DialConnectTimeout(5*time.Second))
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("connect to %s: %w", s.url, err)
+	}
+	s.admin = c
+	return s, nil
+}
+
+// close closes the connection and stops (and deletes the directory of) a
+// server the runner started.
+func (s *server) close() {
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	if s.started != nil {
+		s.started.Stop()
+	}
+}
+
+func (s *server) do(ctx context.Context, cmd string, args ...any) (any, error) {
+	reply, err := redis.DoContext(s.admin, ctx, cmd, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return reply, nil
+}
+
+// info returns the fields of one INFO section.
+func (s *server) info(ctx context.Context, section string) (map[string]string, error) {
+	text, err := redis.String(s.do(ctx, "INFO", section))
+	if err != nil {
+		return nil, err
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(text, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = v
+		}
+	}
+	return fields, nil
+}
+
+func (s *server) version(ctx context.Context) (string, error) {
+	f, err := s.info(ctx, "server")
+	if err != nil {
+		return "", err
+	}
+	return f["redis_version"], nil
+}
+
+// serverStats are server-wide counters read around a measurement: socket
+// reads, compared with the calls the client made, show how much it
+// pipelined, and error replies must stay at zero (redis-benchmark counts a
+// NOSCRIPT reply as a request served). (Commands are not compared with
+// reads: Redis counts the commands a script runs too.)
+type serverStats struct{ reads, errors int64 }
+
+func (s *server) stats(ctx context.Context) (serverStats, error) {
+	f, err := s.info(ctx, "stats")
+	if err != nil {
+		return serverStats{}, err
+	}
+	var st serverStats
+	for name, dst := range map[string]*int64{
+		"total_reads_processed": &st.reads,
+		"total_error_replies":   &st.errors,
+	} {
+		if *dst, err = strconv.ParseInt(f[name], 10, 64); err != nil {
+			return serverStats{}, fmt.Errorf("INFO stats %s: %w", name, err)
+		}
+	}
+	return st, nil
+}
+
+func (a serverStats) sub(b serverStats) serverStats {
+	return serverStats{a.reads - b.reads, a.errors - b.errors}
+}
+
+// callsPerRead is how many calls Redis got per socket read of the whole
+// measurement; the second INFO's own read is not one of them. 1.0 means
+// each call arrived alone: no pipelining.
+func (a serverStats) callsPerRead(calls int) float64 {
+	if a.reads <= 1 {
+		return 0
+	}
+	return float64(calls) / float64(a.reads-1)
+}
+
+// pipe sends commands pipelined on the admin connection, reading the
+// replies every batch commands so that neither side buffers a whole seed.
+type pipe struct {
+	s       *server
+	pending int
+	err     error
+}
+
+const pipeBatch = 1000
+
+func (p *pipe) send(cmd string, args ...any) {
+	if p.err != nil {
+		return
+	}
+	if p.err = p.s.admin.Send(cmd, args...); p.err != nil {
+		return
+	}
+	if p.pending++; p.pending >= pipeBatch {
+		p.flush()
+	}
+}
+
+func (p *pipe) flush() error {
+	if p.err != nil || p.pending == 0 {
+		return p.err
+	}
+	replies, err := redis.Values(p.s.admin.Do(""))
+	p.pending = 0
+	if err != nil {
+		p.err = err
+		return err
+	}
+	for _, r := range replies {
+		if e, ok := r.(redis.Error); ok {
+			p.err = e
+			return e
+		}
+	}
+	return nil
+}
+
+func (s *server) pipeline(ctx context.Context, what string, fill func(p *pipe)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := &pipe{s: s}
+	fill(p)
+	if err := p.flush(); err != nil {
+		return fmt.Errorf("seed %s: %w", what, err)
+	}
+	return nil
+}
+
+func nowMillis() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
+
+// seedChannels writes channels c0..c{Channels-1} as AddChannel would, with
+// a user session when withSession.
+func (s *server) seedChannels(ctx context.Context, prefix string, withSession bool) error {
+	now := nowMillis()
+	return s.pipeline(ctx, "channels", func(p *pipe) {
+		for i := 0; i < wl.Channels; i++ {
+			id := "c" + strconv.Itoa(i)
+			args := []any{prefix + ":channel:" + id, "channelId", id, "channelName", "chat", "openingData", `{"room":"lobby"}`, "createdAt", now}
+			if withSession {
+				args = append(args, "userSession", `{"userId":"u-`+strconv.Itoa(i)+`"}`)
+			}
+			p.send("HSET", args...)
+		}
+	})
+}
+
+// seedPairs subscribes every (topic, channel) pair Unsubscribe will visit.
+func (s *server) seedPairs(ctx context.Context, prefix string) error {
+	return s.pipeline(ctx, "subscriptions", func(p *pipe) {
+		members := make([][]any, wl.Topics)
+		for k := 0; k < wl.Pairs; k++ {
+			t, id := "t"+strconv.Itoa(k%wl.Topics), "c"+strconv.Itoa(k)
+			members[k%wl.Topics] = append(members[k%wl.Topics], id)
+			p.send("SADD", prefix+":subs:"+id, t)
+		}
+		for i, m := range members {
+			if len(m) > 0 {
+				p.send("SADD", append([]any{prefix + ":topic:t" + strconv.Itoa(i)}, m...)...)
+			}
+		}
+	})
+}
+
+// seedBigTopic makes the topic GetChannelIDsForTopic reads hold exactly
+// BigTopicMembers ids.
+func (s *server) seedBigTopic(ctx context.Context, prefix string) error {
+	key := prefix + ":topic:" + wl.BigTopic
+	return s.pipeline(ctx, "topic", func(p *pipe) {
+		p.send("DEL", key)
+		args := []any{key}
+		for i := 0; i < wl.BigTopicMembers; i++ {
+			args = append(args, "c"+strconv.Itoa(i))
+		}
+		p.send("SADD", args...)
+	})
+}
+
+// seedRemovable writes n channels {idPrefix}0.. in the store's layout, each
+// subscribed to subs of Topics topics {topicPrefix}N, as a sequence of
+// Subscribe calls would leave them. Topic members are sent in batches, so
+// that seeding costs about two commands per channel.
+func (s *server) seedRemovable(ctx context.Context, prefix, idPrefix, topicPrefix string, n, subs int) error {
+	now := nowMillis()
+	return s.pipeline(ctx, "removable channels", func(p *pipe) {
+		members := make([][]any, wl.Topics)
+		topicKey := func(t int) string { return prefix + ":topic:" + topicPrefix + strconv.Itoa(t) }
+		for i := 0; i < n; i++ {
+			id := idPrefix + strconv.Itoa(i)
+			p.send("HSET", prefix+":channel:"+id, "channelId", id, "channelName", "chat", "openingData", `{"room":"lobby"}`, "createdAt", now)
+			args := []any{prefix + ":subs:" + id}
+			for j := 0; j < subs; j++ {
+				t := (i + j) % wl.Topics
+				args = append(args, topicPrefix+strconv.Itoa(t))
+				if members[t] = append(members[t], id); len(members[t]) == pipeBatch {
+					p.send("SADD", append([]any{topicKey(t)}, members[t]...)...)
+					members[t] = members[t][:0]
+				}
+			}
+			p.send("SADD", args...)
+		}
+		for t, m := range members {
+			if len(m) > 0 {
+				p.send("SADD", append([]any{topicKey(t)}, m...)...)
+			}
+		}
+	})
+}
+
+// deleteKeys removes every key under base: (the runner's random prefix),
+// by SCAN and UNLINK, never by a flush.
+func (s *server) deleteKeys(ctx context.Context, base string) error {
+	cursor := "0"
+	for {
+		reply, err := redis.Values(s.do(ctx, "SCAN", cursor, "MATCH", base+":*", "COUNT", 1000))
+		if err != nil {
+			return fmt.Errorf("clean up %s:*: %w", base, err)
+		}
+		var keys []any
+		if _, err := redis.Scan(reply, &cursor, &keys); err != nil {
+			return fmt.Errorf("clean up %s:*: %w", base, err)
+		}
+		if len(keys) > 0 {
+			if _, err := s.do(ctx, "UNLINK", keys...); err != nil {
+				return fmt.Errorf("clean up %s:*: %w", base, err)
+			}
+		}
+		if cursor == "0" {
+			return nil
+		}
+	}
+}
+
+// benchmarkArgs are the redis-benchmark flags that reach the same server.
+func (s *server) benchmarkArgs() ([]string, error) {
+	u, err := url.Parse(s.url)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", s.url, err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "6379"
+	}
+	args := []string{"-h", u.Hostname(), "-p", port}
+	if u.Scheme == "rediss" || u.Scheme == "valkeys" {
+		args = append(args, "--tls")
+	}
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			if name := u.User.Username(); name != "" {
+				args = append(args, "--user", name)
+			}
+			args = append(args, "-a", pw)
+		}
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" && db != "0" {
+		args = append(args, "--dbnum", db)
+	}
+	return args, nil
+}

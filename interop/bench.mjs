@@ -1,0 +1,153 @@
+// bench.mjs: the TypeScript side of pikkuredis's comparison runner
+// (compare/, `go run ./compare`). It drives the real @pikku/redis 0.12.3
+// stores the way a Node.js server does: N concurrent async loops sharing
+// ONE ioredis client, with ioredis's default options.
+//
+// It lives in interop/ so that its imports resolve from interop/node_modules.
+//
+// Protocol (as driver.mjs): one JSON request per line on stdin, one JSON
+// answer per line on file descriptor 3, in order, so that nothing a library
+// prints on stdout can be taken for an answer.
+//
+//   {"cmd":"hello","url":"redis://...","prefix":"p","workload":{...}}
+//       -> versions; connects, and checks that both stores adopted the client
+//   {"cmd":"run","op":"subscribe","callers":16,"warmupMs":250,"durationMs":1000,"limit":0}
+//       -> {"ops":n,"calls":c,"seconds":s,"opsPerSec":x,"p50us":a,"p99us":b}
+//
+// Answers are {"ok":true,"result":...} or {"ok":false,"error":"message"}.
+// The Go runner seeds whatever data an operation needs before each run; the
+// key recipe of every operation (which ids, topics and values operation
+// number k uses) must stay that of compare/workload.go, whose constants
+// arrive in the hello request.
+import { createWriteStream, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { performance } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
+import { RedisChannelStore, RedisEventHubStore } from '@pikku/redis';
+
+let client = null;
+let channels = null;
+let hub = null;
+let wl = null; // workload constants from compare/workload.go
+
+function version(pkgName) {
+  const file = new URL(`./node_modules/${pkgName}/package.json`, import.meta.url);
+  return JSON.parse(readFileSync(file, 'utf8')).version;
+}
+
+async function hello(req) {
+  if (client) throw new Error('hello sent twice');
+  // `import { Redis }` is the class @pikku/redis checks with instanceof;
+  // with another copy of ioredis the stores would silently dial
+  // localhost:6379 instead, so adoption is checked below.
+  client = new Redis(req.url);
+  channels = new RedisChannelStore(client, req.prefix);
+  hub = new RedisEventHubStore(client, req.prefix);
+  for (const s of [channels, hub]) {
+    if (s.redis !== client) {
+      s.redis.disconnect();
+      throw new Error('@pikku/redis did not adopt the ioredis client (two copies of ioredis?): it would talk to another server');
+    }
+  }
+  await client.ping();
+  wl = req.workload;
+  return {
+    node: process.version,
+    ioredis: version('ioredis'),
+    pikkuRedis: version('@pikku/redis'),
+  };
+}
+
+// The operations, keyed by the names the Go runner sends. k is the number
+// of the call within a run, shared by all loops.
+const ops = {
+  addChannel: (k) =>
+    channels.addChannel({ channelId: 'a' + (k % wl.addChannelIDs), channelName: 'chat', openingData: { room: 'lobby' } }),
+  setUserSession: (k) => channels.setUserSession('c' + (k % wl.channels), { userId: 'u-' + (k % wl.channels) }),
+  getChannelAndSession: (k) => channels.getChannelAndSession('c' + (k % wl.channels)),
+  subscribe: (k) => hub.subscribe('t' + (k % wl.topics), 'c' + (k % wl.pairs)),
+  unsubscribe: (k) => hub.unsubscribe('t' + (k % wl.topics), 'c' + (k % wl.pairs)),
+  getChannelIdsForTopic: async () => {
+    const ids = await hub.getChannelIdsForTopic(wl.bigTopic);
+    if (ids.length !== wl.bigTopicMembers) {
+      throw new Error(`topic ${wl.bigTopic} has ${ids.length} members, want ${wl.bigTopicMembers}`);
+    }
+  },
+  removeChannels: (k) => channels.removeChannels(['r' + k]),
+};
+
+// run measures one operation: `callers` loops call it back to back, first
+// for warmupMs (not recorded), then for durationMs. Calls started inside
+// the measured window are recorded; throughput is recorded calls over the
+// time from the window's start to the last recorded call's end. The same
+// rules as measure.go, so that both sides count alike.
+async function run(req) {
+  const op = ops[req.op];
+  if (!op) throw new Error(`unknown op ${req.op}`);
+  const limit = req.limit || 0;
+  const start = performance.now();
+  const mStart = start + req.warmupMs;
+  const mEnd = mStart + req.durationMs;
+  const samples = [];
+  let next = 0;
+  let calls = 0; // warm-up included
+  let lastEnd = mStart;
+  let failed = null;
+
+  async function loop() {
+    while (failed === null) {
+      const k = next++;
+      if (limit > 0 && k >= limit) return;
+      const t0 = performance.now();
+      if (t0 >= mEnd) return;
+      try {
+        await op(k);
+      } catch (err) {
+        failed ??= err;
+        return;
+      }
+      const t1 = performance.now();
+      calls++;
+      if (t0 >= mStart) {
+        samples.push(t1 - t0);
+        if (t1 > lastEnd) lastEnd = t1;
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: req.callers }, loop));
+  if (failed !== null) throw new Error(`${req.op}: ${failed && failed.message ? failed.message : failed}`);
+  if (samples.length === 0) throw new Error(`${req.op}: no call was recorded (ran out of seeded data during the warm-up?)`);
+
+  const sorted = Float64Array.from(samples).sort();
+  const pct = (q) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] * 1000; // ms -> µs
+  const seconds = (lastEnd - mStart) / 1000;
+  return { ops: sorted.length, calls, seconds, opsPerSec: sorted.length / seconds, p50us: pct(0.5), p99us: pct(0.99) };
+}
+
+async function handle(req) {
+  switch (req.cmd) {
+    case 'hello':
+      return await hello(req);
+    case 'run':
+      if (!client) throw new Error('run before hello');
+      return await run(req);
+    default:
+      throw new Error(`unknown cmd ${req.cmd}`);
+  }
+}
+
+const answers = createWriteStream(null, { fd: 3 });
+const answer = (obj) => answers.write(JSON.stringify(obj) + '\n');
+
+// Requests are handled one at a time: a run has the process to itself.
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+for await (const line of lines) {
+  if (line.trim() === '') continue;
+  try {
+    answer({ ok: true, result: await handle(JSON.parse(line)) });
+  } catch (err) {
+    answer({ ok: false, error: String(err && err.message ? err.message : err) });
+  }
+}
+if (client) await client.quit().catch(() => client.disconnect());
+answers.end();
