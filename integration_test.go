@@ -33,6 +33,9 @@ import (
 // prefix and never flush it: it may be a server someone else uses.
 var redisURL string
 
+// internalTestURLEnv carries redisURL to the internal tests.
+const internalTestURLEnv = "PIKKUREDIS_INTERNAL_TEST_URL"
+
 const howToProvideRedis = "set REDIS_URL=redis://host:port, run a Docker daemon, or install redis-server (apt-get install redis-server)"
 
 func TestMain(m *testing.M) {
@@ -51,6 +54,9 @@ func runTests(m *testing.M) int {
 	}
 	defer stop()
 	redisURL = url
+	// For the package's internal tests (pipeline_internal_test.go),
+	// which share this TestMain but not its variables.
+	os.Setenv(internalTestURLEnv, url)
 	fmt.Fprintf(os.Stderr, "pikkuredis tests: Redis from %s\n", how)
 	return m.Run()
 }

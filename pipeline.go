@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -16,29 +17,33 @@ import (
 // what lets one client keep a single-threaded Redis busy (ioredis and
 // rueidis do the same).
 //
-// Writing is done by the callers themselves (flat combining): a caller
-// queues its call, and whoever takes the lane's write lock writes every
-// call queued so far in one go.
+// Calls queue on their lane; whoever takes the lane's write lock hands
+// every call queued so far to the connection at once (flat combining).
 //
-// Reading has two modes. A call that finds its connection idle is written
-// alone and its caller reads the reply itself (direct mode): one round
-// trip with no other goroutine involved, as a plain redigo Do. That
-// matters: on a machine with few cores, waking a goroutine on another
-// thread costs about as much as the round trip itself. Calls that come
-// meanwhile are written at once behind it; a reader goroutine per
-// connection reads their replies, in order, once the direct reply is in,
-// and hands each to its caller (pipelined mode). Under concurrency the
-// connection is seldom idle, and calls go out in batches.
+// A call that finds its connection idle is written alone by its caller,
+// who then reads the reply itself (direct mode): one round trip with no
+// other goroutine involved, as a plain redigo Do. That matters: on a
+// machine with few cores, waking a goroutine on another thread costs about
+// as much as the round trip itself.
+//
+// Otherwise (pipelined mode) calls go to the connection's writer
+// goroutine, which writes everything handed to it since its last write
+// and flushes once, and its reader goroutine reads the replies in order
+// and hands each to its caller. Callers never write in this mode, so none
+// waits on a write past its context. Under concurrency the connection is
+// seldom idle, and calls go out in batches.
 //
 // A caller waits for its reply or for its context, whichever ends first.
 // In pipelined mode a reply that comes after its caller left is read and
 // dropped, so the connection stays usable. In direct mode the caller is
 // itself reading, and the only way to stop a read mid-way is to close the
-// connection: the calls written behind it then fail as on a lost
-// connection, and the next call dials a new one. A lost connection fails
-// the calls written on it and is replaced on the next call. Reads time out
-// after the IO timeout with no reply at all, which ends waits on a stuck
-// or vanished server (a half-open TCP connection).
+// connection; so while a direct call whose context can end is in flight,
+// no other call is written behind it (they wait at most that round trip),
+// and its caller leaving costs no one else a call: the next call dials a
+// new connection. A lost connection fails the calls written on it and is
+// replaced on the next call; calls not yet written wait for the new one.
+// Reads time out after the IO timeout with no reply at all, which ends
+// waits on a stuck or vanished server (a half-open TCP connection).
 
 // call is one command on its way through a lane.
 type call struct {
@@ -72,6 +77,8 @@ type lane struct {
 	wmu   sync.Mutex // held by whoever writes; guards the fields below
 	conn  *laneConn  // nil before the first dial and after a loss
 	spare []*call    // the queue's other buffer
+
+	cur atomic.Pointer[laneConn] // conn, for Close to reach without wmu
 }
 
 func newLane(dial func(context.Context) (redis.Conn, error)) *lane {
@@ -99,6 +106,7 @@ func (l *lane) do(ctx context.Context, cmd string, args []any) (any, error) {
 	var err error
 	if lc := l.flush(c); lc != nil {
 		reply, err = lc.readDirect(ctx)
+		l.flush(nil) // what queued behind it while it held them
 	} else {
 		if done := ctx.Done(); done != nil {
 			select {
@@ -125,12 +133,18 @@ func (l *lane) do(ctx context.Context, cmd string, args []any) (any, error) {
 // flush returns that connection: the caller reads its reply itself.
 func (l *lane) flush(own *call) (direct *laneConn) {
 	for l.wmu.TryLock() {
-		d, wrote := l.flushLocked(own)
+		d, busy, wrote := l.flushLocked(own)
 		l.wmu.Unlock()
 		if d != nil {
 			direct = d
 		}
-		if !wrote { // a dial is under way; it writes the queue when done
+		if busy != nil && busy.holding() {
+			// The direct call's caller writes the queue when its reply
+			// is in (or its connection is lost); it stops holding before
+			// it tries, so either it sees this unlock or this sees that.
+			return direct
+		}
+		if !wrote && busy == nil { // a dial is under way; it writes the queue when done
 			return direct
 		}
 		own = nil
@@ -145,9 +159,10 @@ func (l *lane) flush(own *call) (direct *laneConn) {
 }
 
 // flushLocked writes the queue. It returns the connection when own went
-// out alone in direct mode, and wrote == false when there is no connection
-// to write on: then it starts a dial, which writes the queue when done.
-func (l *lane) flushLocked(own *call) (direct *laneConn, wrote bool) {
+// out alone in direct mode; busy, when a direct call holds the calls
+// behind it; and wrote == false when there is no connection to write on:
+// then it starts a dial, which writes the queue when done.
+func (l *lane) flushLocked(own *call) (direct, busy *laneConn, wrote bool) {
 	l.mu.Lock()
 	batch := l.queue
 	if l.closed { // Close ran after these calls were queued
@@ -156,19 +171,21 @@ func (l *lane) flushLocked(own *call) (direct *laneConn, wrote bool) {
 		for _, c := range batch {
 			finish(c, nil, ErrClosed)
 		}
-		return nil, true
+		return nil, nil, true
+	}
+	if len(batch) == 0 {
+		l.mu.Unlock()
+		return nil, nil, true
 	}
 	lc := l.conn
 	if lc == nil || lc.broken() {
-		// Dial aside: no caller waits on a dial past its own context.
-		// The calls stay queued and go out on the new connection.
-		if !l.redialing {
-			l.redialing = true
-			l.dials.Add(1)
-			go l.redial(lc)
-		}
+		l.startRedial(lc)
 		l.mu.Unlock()
-		return nil, false
+		return nil, nil, false
+	}
+	if lc.holding() {
+		l.mu.Unlock()
+		return nil, lc, false
 	}
 	idle := lc.idle()
 	if !idle {
@@ -184,15 +201,36 @@ func (l *lane) flushLocked(own *call) (direct *laneConn, wrote bool) {
 	l.queue = l.spare[:0]
 	l.mu.Unlock()
 	batch = dropCancelled(batch)
+	var sent bool
 	if idle && len(batch) == 1 && batch[0] == own {
-		lc.sendDirect(own)
-		direct = lc
+		if sent = lc.sendDirect(own); sent {
+			direct = lc
+		}
 	} else {
-		lc.send(batch)
+		sent = lc.send(batch)
+	}
+	if !sent {
+		// The connection was lost before a byte of these went out: they
+		// wait for the next one instead of failing.
+		l.mu.Lock()
+		l.queue = append(slices.Clone(batch), l.queue...)
+		l.startRedial(lc)
+		l.mu.Unlock()
 	}
 	clear(batch)
 	l.spare = batch[:0]
-	return direct, true
+	return direct, nil, sent
+}
+
+// startRedial starts a dial to replace lost (l.mu held), unless one is
+// under way. It runs aside, so that no caller waits on a dial past its own
+// context; the queued calls go out on the new connection.
+func (l *lane) startRedial(lost *laneConn) {
+	if !l.redialing {
+		l.redialing = true
+		l.dials.Add(1)
+		go l.redial(lost)
+	}
 }
 
 // redial replaces a lost (or not yet made) connection, then writes what
@@ -200,22 +238,25 @@ func (l *lane) flushLocked(own *call) (direct *laneConn, wrote bool) {
 func (l *lane) redial(old *laneConn) {
 	defer l.dials.Done()
 	if old != nil {
-		<-old.readerDone // its calls have all been failed
+		old.done() // its calls have all been failed
 	}
 	rc, err := l.dial(l.ctx)
 	l.wmu.Lock()
-	if err == nil {
+	l.mu.Lock()
+	l.redialing = false
+	if err == nil && !l.closed {
 		l.conn = newLaneConn(rc)
-		l.mu.Lock()
-		l.redialing = false
+		l.cur.Store(l.conn)
 		l.mu.Unlock()
 		l.wmu.Unlock()
 		l.flush(nil)
 		return
 	}
+	if err == nil { // Close ran meanwhile: it will not see this one
+		rc.Close()
+	}
 	l.conn = nil
-	l.mu.Lock()
-	l.redialing = false
+	l.cur.Store(nil)
 	batch := l.queue
 	l.queue = nil
 	if l.closed {
@@ -228,11 +269,14 @@ func (l *lane) redial(old *laneConn) {
 	for _, c := range batch {
 		finish(c, nil, err)
 	}
+	// A call queued after the queue was taken found the write lock held
+	// and left the writing to whoever held it: this.
+	l.flush(nil)
 }
 
 // close fails the queued calls with ErrClosed, closes the connection (the
-// calls in flight on it then fail with ErrClosed) and returns once the
-// lane's goroutines are gone.
+// calls in flight on it then fail with ErrClosed, and a write blocked on
+// it ends) and returns once the lane's goroutines are gone.
 func (l *lane) close() {
 	l.mu.Lock()
 	if l.closed {
@@ -247,12 +291,15 @@ func (l *lane) close() {
 	for _, c := range batch {
 		finish(c, nil, ErrClosed)
 	}
+	if lc := l.cur.Load(); lc != nil {
+		lc.fail(ErrClosed) // before taking wmu, which a blocked write holds
+	}
 	l.wmu.Lock()
 	lc := l.conn
 	l.wmu.Unlock()
 	if lc != nil {
 		lc.fail(ErrClosed)
-		<-lc.readerDone
+		lc.done()
 	}
 	l.dials.Wait()
 }
@@ -280,22 +327,51 @@ type laneConn struct {
 	mu       sync.Mutex
 	inflight []*call // a FIFO: inflight[head:] await the reader
 	head     int
-	direct   bool  // a direct call is in flight, ahead of inflight
-	err      error // set once, when the connection is lost
+	direct   bool        // a direct call is in flight, ahead of inflight
+	hold     bool        // ... and no call may be written behind it
+	written  int         // inflight[:written] have been written
+	gen      uint64      // counts direct calls, so that a late AfterFunc is a no-op
+	stop     func() bool // stops the direct call's AfterFunc
+	err      error       // set once, when the connection is lost
 	wake     chan struct{}
 
-	sending    sync.Mutex // held while a batch is being sent
+	sending    sync.Mutex    // held while writing: one writer at a time
+	wwake      chan struct{} // the writer's wake-up
 	lost       atomic.Bool
 	readerDone chan struct{}
+	writerDone chan struct{}
 }
 
 func newLaneConn(rc redis.Conn) *laneConn {
-	lc := &laneConn{rc: rc, wake: make(chan struct{}, 1), readerDone: make(chan struct{})}
+	lc := &laneConn{
+		rc:         rc,
+		wake:       make(chan struct{}, 1),
+		wwake:      make(chan struct{}, 1),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
 	go lc.read()
+	go lc.write()
 	return lc
 }
 
+// done returns once the connection's goroutines are gone, which a lost
+// connection's are soon: every call on it has been failed by then.
+func (lc *laneConn) done() {
+	<-lc.readerDone
+	<-lc.writerDone
+}
+
 func (lc *laneConn) broken() bool { return lc.lost.Load() }
+
+// holding says whether a direct call in flight holds the calls behind it:
+// its caller can leave (its context can end), and leaving closes the
+// connection, which must then carry no one else's call.
+func (lc *laneConn) holding() bool {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return lc.hold && lc.err == nil
+}
 
 // idle says whether no call is in flight.
 func (lc *laneConn) idle() bool {
@@ -304,109 +380,161 @@ func (lc *laneConn) idle() bool {
 	return !lc.direct && lc.head == len(lc.inflight)
 }
 
-func (lc *laneConn) signal() {
+func (lc *laneConn) signal() { poke(lc.wake) }
+
+func poke(ch chan struct{}) {
 	select {
-	case lc.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
 
-// sendDirect writes one call whose caller will read the reply itself.
-func (lc *laneConn) sendDirect(c *call) {
+// sendDirect writes one call whose caller will read the reply itself, and
+// says false when the connection was lost before (nothing was written).
+// From here until its reply is read, the caller's context ending closes
+// the connection: there is no other way to stop a write or a read
+// mid-way.
+func (lc *laneConn) sendDirect(c *call) bool {
 	lc.mu.Lock()
+	if lc.err != nil {
+		lc.mu.Unlock()
+		return false
+	}
 	lc.direct = true
+	lc.gen++
+	lc.stop = noStop
+	if ctx := c.ctx; ctx.Done() != nil {
+		lc.hold = true
+		gen := lc.gen
+		lc.stop = context.AfterFunc(ctx, func() {
+			// Only while this call is still unanswered: checked in the
+			// same critical section as the failing, so that a late run
+			// cannot close the connection under a later call. No call
+			// is behind it (hold); its caller returns its context's
+			// error.
+			lc.failWhen(func() bool { return lc.direct && lc.gen == gen },
+				fmt.Errorf("redis connection lost: closed when the caller of a call on it left (%v)", ctx.Err()))
+		})
+	}
 	lc.mu.Unlock()
+	lc.sending.Lock()
 	err := lc.rc.Send(c.cmd, c.args...)
 	if err == nil {
 		err = lc.rc.Flush()
 	}
+	lc.sending.Unlock()
 	if err != nil {
 		lc.fail(fmt.Errorf("redis connection lost: %w", err))
 	}
+	return true
 }
 
+func noStop() bool { return true }
+
 // readDirect reads the reply of the direct call, then leaves the calls
-// written behind it to the reader. The caller leaving closes the
-// connection, which ends the read: there is no other way to stop a read
-// mid-way.
+// written behind it to the reader.
 func (lc *laneConn) readDirect(ctx context.Context) (any, error) {
-	stop := func() bool { return true }
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() {
-			// Not wrapped: the calls behind it fail for a lost
-			// connection, not for a context of theirs.
-			lc.fail(fmt.Errorf("redis connection lost: closed when the caller reading a reply on it left (%v)", ctx.Err()))
-		})
-	}
 	reply, err := lc.rc.Receive()
+	lc.mu.Lock()
+	stop := lc.stop
+	if err == nil || isReplyError(err) {
+		lc.direct, lc.hold = false, false
+	}
+	lc.stop = nil
+	behind := lc.head < len(lc.inflight)
+	lc.mu.Unlock()
 	stop()
 	if err != nil && !isReplyError(err) {
+		lc.fail(fmt.Errorf("redis connection lost: %w", err))
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr
 		}
-		lc.fail(fmt.Errorf("redis connection lost: %w", err))
 		lc.mu.Lock()
 		err = lc.err // the first cause: Close, or this error
 		lc.mu.Unlock()
 		return nil, err
 	}
-	lc.mu.Lock()
-	lc.direct = false
-	behind := lc.head < len(lc.inflight)
-	lc.mu.Unlock()
 	if behind {
 		lc.signal()
 	}
 	return reply, err
 }
 
-// send writes a batch in pipelined mode (the caller holds the lane's write
-// lock). The calls join the FIFO before their bytes can reach the wire, so
-// that the reader always knows whose reply it reads.
-func (lc *laneConn) send(batch []*call) {
+// send hands a batch to the connection's writer goroutine (pipelined
+// mode), and says false when the connection was lost before (nothing of it
+// will be written). The calls join the FIFO now, in the order they will
+// be written, so that the reader always knows whose reply it reads.
+// Callers never write in this mode, so none waits on a write past its
+// context: a write to a server that stopped reading holds only the writer
+// goroutine, until the connection is lost (the IO timeout) or closed.
+func (lc *laneConn) send(batch []*call) bool {
 	if len(batch) == 0 {
-		return
+		return true
 	}
-	// Held until the last Send: a reader failing the calls in flight
-	// waits for it, so that no call is finished (and reused by its
-	// caller) while this still reads it.
-	lc.sending.Lock()
-	defer lc.sending.Unlock()
 	lc.mu.Lock()
 	if lc.err != nil {
-		err := lc.err
 		lc.mu.Unlock()
-		for _, c := range batch {
-			finish(c, nil, err)
-		}
-		return
+		return false
 	}
-	if lc.head == len(lc.inflight) {
+	if lc.head == len(lc.inflight) { // all replied, so all written
 		clear(lc.inflight)
-		lc.inflight, lc.head = lc.inflight[:0], 0
+		lc.inflight, lc.head, lc.written = lc.inflight[:0], 0, 0
 	}
 	lc.inflight = append(lc.inflight, batch...)
 	lc.mu.Unlock()
+	poke(lc.wwake)
 	lc.signal()
-	var err error
-	for _, c := range batch {
-		if err = lc.rc.Send(c.cmd, c.args...); err != nil {
-			break
+	return true
+}
+
+// write is the connection's writer goroutine: it writes every call handed
+// to it since its last write, and flushes once.
+func (lc *laneConn) write() {
+	defer close(lc.writerDone)
+	var batch []*call
+	for {
+		lc.mu.Lock()
+		for lc.err == nil && lc.written == len(lc.inflight) {
+			lc.mu.Unlock()
+			<-lc.wwake
+			lc.mu.Lock()
 		}
-	}
-	if err == nil {
-		err = lc.rc.Flush()
-	}
-	if err != nil {
-		lc.fail(fmt.Errorf("redis connection lost: %w", err))
+		if lc.err != nil {
+			lc.mu.Unlock()
+			return
+		}
+		batch = append(batch[:0], lc.inflight[lc.written:]...)
+		lc.written = len(lc.inflight)
+		lc.mu.Unlock()
+		// Held until the last Send: a reader failing the calls in
+		// flight waits for it, so that no call is finished (and reused
+		// by its caller) while this still reads it.
+		lc.sending.Lock()
+		var err error
+		for _, c := range batch {
+			if err = lc.rc.Send(c.cmd, c.args...); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = lc.rc.Flush()
+		}
+		lc.sending.Unlock()
+		clear(batch)
+		if err != nil {
+			lc.fail(fmt.Errorf("redis connection lost: %w", err))
+		}
 	}
 }
 
 // fail marks the connection lost (once) and closes it, which ends any read
 // on it; the reader then fails every call in flight with err.
-func (lc *laneConn) fail(err error) {
+func (lc *laneConn) fail(err error) { lc.failWhen(nil, err) }
+
+// failWhen fails the connection if still (called with lc.mu held) says so.
+func (lc *laneConn) failWhen(still func() bool, err error) {
 	lc.mu.Lock()
-	if lc.err != nil {
+	if lc.err != nil || (still != nil && !still()) {
 		lc.mu.Unlock()
 		return
 	}
@@ -415,6 +543,7 @@ func (lc *laneConn) fail(err error) {
 	lc.mu.Unlock()
 	lc.rc.Close()
 	lc.signal()
+	poke(lc.wwake)
 }
 
 // read is the connection's reader goroutine. It reads only while pipelined
@@ -432,7 +561,7 @@ func (lc *laneConn) read() {
 		}
 		if lc.err != nil {
 			lc.mu.Unlock()
-			lc.sending.Lock() // see send
+			lc.sending.Lock() // see write
 			lc.mu.Lock()
 			rest := lc.inflight[lc.head:]
 			lc.inflight, lc.head = nil, 0
@@ -486,7 +615,7 @@ func newLanes(n int, dial func(context.Context) (redis.Conn, error)) *lanes {
 func (ls *lanes) do(ctx context.Context, cmd string, args []any) (any, error) {
 	l := ls.all[0]
 	if len(ls.all) > 1 {
-		l = ls.all[int(ls.next.Add(1))%len(ls.all)]
+		l = ls.all[ls.next.Add(1)%uint32(len(ls.all))]
 	}
 	return l.do(ctx, cmd, args)
 }

@@ -62,10 +62,8 @@ func (s *script) load(ctx context.Context, c *conn) error {
 func (s *script) run(ctx context.Context, c *conn, numKeys int, args []any) (any, error) {
 	args[0], args[1] = s.shaArg, numKeys
 	reply, err := c.do(ctx, "EVALSHA", args...)
-	if isNoScript(err) {
-		// A fresh slice: a caller that left may still have the first
-		// one queued on a lane.
-		args = append([]any{s.src, numKeys}, args[2:]...)
+	if isNoScript(err) { // the EVALSHA is done with args: reuse them
+		args[0] = s.src
 		reply, err = c.do(ctx, "EVAL", args...)
 	}
 	if err != nil {
