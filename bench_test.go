@@ -58,7 +58,10 @@ func openStores(b *testing.B, opts ...pikkuredis.Option) (*pikkuredis.ChannelSto
 // (b.RunParallel with GOMAXPROCS*parallelism goroutines), each call with a
 // distinct i in [0, b.N).
 func runCallers(b *testing.B, callers int, op func(ctx context.Context, i int) error) {
-	ctx := context.Background()
+	// A context that can end, as a server's request contexts can: the
+	// store treats those differently (see pipeline.go).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	b.ReportAllocs()
 	b.ResetTimer()
 	if callers == 1 {

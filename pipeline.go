@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
@@ -45,6 +46,13 @@ import (
 // Reads time out after the IO timeout with no reply at all, which ends
 // waits on a stuck or vanished server (a half-open TCP connection).
 
+// busyWindow is how long after calls last overlapped on a lane its calls
+// stay in pipelined mode. A direct call whose caller can leave holds the
+// calls that come meanwhile for a round trip; under steady concurrency
+// that would happen each time the connection happened to drain, so direct
+// mode is kept for a lane that has been quiet for a while, where it pays.
+const busyWindow = time.Millisecond
+
 // call is one command on its way through a lane.
 type call struct {
 	ctx   context.Context
@@ -74,9 +82,10 @@ type lane struct {
 	closed    bool
 	redialing bool // a dial is under way
 
-	wmu   sync.Mutex // held by whoever writes; guards the fields below
-	conn  *laneConn  // nil before the first dial and after a loss
-	spare []*call    // the queue's other buffer
+	wmu      sync.Mutex // held by whoever writes; guards the fields below
+	conn     *laneConn  // nil before the first dial and after a loss
+	spare    []*call    // the queue's other buffer
+	lastBusy time.Time  // when calls last overlapped on this lane
 
 	cur atomic.Pointer[laneConn] // conn, for Close to reach without wmu
 }
@@ -201,8 +210,12 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn, wrote bool) {
 	l.queue = l.spare[:0]
 	l.mu.Unlock()
 	batch = dropCancelled(batch)
+	now := time.Now()
+	if !idle || len(batch) > 1 {
+		l.lastBusy = now
+	}
 	var sent bool
-	if idle && len(batch) == 1 && batch[0] == own {
+	if idle && len(batch) == 1 && batch[0] == own && now.Sub(l.lastBusy) > busyWindow {
 		if sent = lc.sendDirect(own); sent {
 			direct = lc
 		}
