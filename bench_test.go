@@ -3,7 +3,6 @@ package pikkuredis_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -410,14 +409,4 @@ func seedChannels(b testing.TB, c redis.Conn, prefix, idPrefix string, n, subs, 
 		b.Fatal(err)
 	}
 	return slices.Clip(ids)
-}
-
-// readScript returns the source of scripts/<name>.lua.
-func readScript(b testing.TB, name string) string {
-	b.Helper()
-	src, err := os.ReadFile("scripts/" + name + ".lua")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return string(src)
 }

@@ -1,7 +1,6 @@
 package pikkuredis_test
 
 import (
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -246,10 +245,9 @@ func TestSetChannelFieldScriptRefusesOtherFields(t *testing.T) {
 	prefix := newPrefix(t)
 	c := dialRaw(t)
 	defer c.Close()
-	src, err := os.ReadFile("scripts/set_channel_field.lua")
-	require.NoError(t, err)
+	src := readScript(t, "set_channel_field")
 	key := prefix + ":channel:c1"
-	_, err = c.Do("HSET", key, "channelId", "c1", "channelName", "chat")
+	_, err := c.Do("HSET", key, "channelId", "c1", "channelName", "chat")
 	require.NoError(t, err)
 	for _, field := range []string{"channelId", "channelName", "openingData", "createdAt", "other"} {
 		_, err := c.Do("EVAL", src, 1, key, field, "x")

@@ -954,11 +954,10 @@ func TestRemoveChannelsScriptBudget(t *testing.T) {
 	prefix := newPrefix(t)
 	c := dialRaw(t)
 	defer c.Close()
-	src, err := os.ReadFile("scripts/remove_channels.lua")
-	require.NoError(t, err)
+	src := readScript(t, "remove_channels")
 	ids := seedChannels(t, c, prefix, "c", 3, 5, 7) // 3 channels, 5 topics each
 	remove := func(budget int, ids ...string) (int, error) {
-		args := redis.Args{string(src), 2 * len(ids)}
+		args := redis.Args{src, 2 * len(ids)}
 		for _, id := range ids {
 			args = append(args, prefix+":channel:"+id, prefix+":subs:"+id)
 		}
@@ -1021,4 +1020,14 @@ func TestRemoveChannelsBoundsWorkPerCall(t *testing.T) {
 	require.NotNil(t, m, info)
 	// heavy: 20+20 > 30, so 4 calls of one channel; light: 2 calls of 3.
 	assert.Equal(t, "6", m[1])
+}
+
+// readScript returns the source of scripts/<name>.lua.
+func readScript(b testing.TB, name string) string {
+	b.Helper()
+	src, err := os.ReadFile("scripts/" + name + ".lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(src)
 }

@@ -147,7 +147,7 @@ func (l *lane) flush(own *call) (direct *laneConn) {
 		if d != nil {
 			direct = d
 		}
-		if busy != nil && busy.holding() {
+		if hold, _ := busy.state(); busy != nil && hold {
 			// The direct call's caller writes the queue when its reply
 			// is in (or its connection is lost); it stops holding before
 			// it tries, so either it sees this unlock or this sees that.
@@ -192,11 +192,11 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn, wrote bool) {
 		l.mu.Unlock()
 		return nil, nil, false
 	}
-	if lc.holding() {
+	hold, idle := lc.state()
+	if hold {
 		l.mu.Unlock()
 		return nil, lc, false
 	}
-	idle := lc.idle()
 	if !idle {
 		// Calls are in flight, so their callers will soon queue the next
 		// ones: let those that are ready run first, so that one write
@@ -377,20 +377,17 @@ func (lc *laneConn) done() {
 
 func (lc *laneConn) broken() bool { return lc.lost.Load() }
 
-// holding says whether a direct call in flight holds the calls behind it:
-// its caller can leave (its context can end), and leaving closes the
-// connection, which must then carry no one else's call.
-func (lc *laneConn) holding() bool {
+// state says, in one look, whether a direct call in flight holds the
+// calls behind it (its caller can leave, and leaving closes the
+// connection, which must then carry no one else's call), and whether no
+// call is in flight at all.
+func (lc *laneConn) state() (hold, idle bool) {
+	if lc == nil {
+		return false, false
+	}
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	return lc.hold && lc.err == nil
-}
-
-// idle says whether no call is in flight.
-func (lc *laneConn) idle() bool {
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	return !lc.direct && lc.head == len(lc.inflight)
+	return lc.hold && lc.err == nil, !lc.direct && lc.head == len(lc.inflight)
 }
 
 func (lc *laneConn) signal() { poke(lc.wake) }

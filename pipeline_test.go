@@ -157,6 +157,42 @@ func TestPipelinedCallerWhoLeaves(t *testing.T) {
 	assert.NotEqual(t, before, after)
 }
 
+// load calls op from n goroutines, each counting i up from 0, until the
+// returned stop is called; stop waits for them and returns the error that
+// ended each goroutine that op ended.
+func load(n int, op func(g, i int) error) (stop func() []error) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for g := 0; g < n; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := op(g, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	return func() []error {
+		close(done)
+		wg.Wait()
+		close(errs)
+		var out []error
+		for err := range errs {
+			out = append(out, err)
+		}
+		return out
+	}
+}
+
 // Killed connections fail only the calls written on them; the lanes dial
 // again and later calls succeed.
 func TestPipelinedKilledConnectionsAreReplaced(t *testing.T) {
@@ -164,43 +200,26 @@ func TestPipelinedKilledConnectionsAreReplaced(t *testing.T) {
 	_, hs := openOn(t, srv.URL, pikkuredis.WithDialOptions(redis.DialClientName("lane")))
 	admin := dialURL(t, srv.URL)
 	ctx := ctxT(t)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var ok, failed atomic.Int64
-	errs := make(chan error, 16)
-	for g := 0; g < 16; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, err := hs.Subscribe(ctx, "t", fmt.Sprintf("c%d-%d", g, i))
-				if err == nil {
-					ok.Add(1)
-					continue
-				}
-				failed.Add(1)
-				if !strings.Contains(err.Error(), "connection lost") {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
+	stop := load(16, func(g, i int) error {
+		_, err := hs.Subscribe(ctx, "t", fmt.Sprintf("c%d-%d", g, i))
+		switch {
+		case err == nil:
+			ok.Add(1)
+		case strings.Contains(err.Error(), "connection lost"):
+			failed.Add(1)
+		default:
+			return err
+		}
+		return nil
+	})
 	for k := 0; k < 5; k++ {
 		time.Sleep(50 * time.Millisecond)
 		_, err := admin.Do("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
 		require.NoError(t, err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	for _, err := range stop() {
 		t.Errorf("a killed connection gave an unclear error: %v", err)
 	}
 	t.Logf("%d calls succeeded, %d failed with a lost connection", ok.Load(), failed.Load())
@@ -217,43 +236,25 @@ func TestPipelinedScriptFlushLosesNoCall(t *testing.T) {
 	admin := dialURL(t, srv.URL)
 	ctx := ctxT(t)
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c"}))
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var calls atomic.Int64
-	errs := make(chan error, 32)
-	for g := 0; g < 32; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				var err error
-				if g%2 == 0 {
-					_, err = hs.Subscribe(ctx, fmt.Sprintf("t%d", i%10), "c")
-				} else {
-					err = cs.SetUserSession(ctx, "c", map[string]int{"g": g})
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-				calls.Add(1)
-			}
-		}()
-	}
+	stop := load(32, func(g, i int) error {
+		var err error
+		if g%2 == 0 {
+			_, err = hs.Subscribe(ctx, fmt.Sprintf("t%d", i%10), "c")
+		} else {
+			err = cs.SetUserSession(ctx, "c", map[string]int{"g": g})
+		}
+		if err == nil {
+			calls.Add(1)
+		}
+		return err
+	})
 	for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); {
 		_, err := admin.Do("SCRIPT", "FLUSH")
 		require.NoError(t, err)
 		time.Sleep(2 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	for _, err := range stop() {
 		t.Error(err)
 	}
 	require.Positive(t, calls.Load())
