@@ -69,8 +69,20 @@ func startOn(bin, dir string, port int, extra []string) (*Server, error) {
 		"--logfile", filepath.Join(dir, "redis.log"),
 		"--daemonize", "no",
 	}, extra...)
+	// Errors before the log file is open (a bad option) go to stderr,
+	// kept in a file beside it. Both files are appended to by every
+	// attempt: report only this one's lines.
+	logPath, outPath := filepath.Join(dir, "redis.log"), filepath.Join(dir, "redis.stderr")
+	logStart, outStart := fileSize(logPath), fileSize(outPath)
+	out, err := os.OpenFile(outPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Start()
+	out.Close() // the child has its own copy
+	if err != nil {
 		return nil, err
 	}
 	s := &Server{
@@ -86,7 +98,7 @@ func startOn(bin, dir string, port int, extra []string) (*Server, error) {
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
-			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+			log := append(readFrom(outPath, outStart), readFrom(logPath, logStart)...)
 			return nil, fmt.Errorf("redis-server on port %d exited: %s", port, tail(log))
 		default:
 		}
@@ -112,6 +124,23 @@ func (s *Server) kill() {
 func (s *Server) Stop() {
 	s.kill()
 	os.RemoveAll(s.Dir)
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// readFrom returns what path holds after its first off bytes.
+func readFrom(path string, off int64) []byte {
+	b, _ := os.ReadFile(path)
+	if int64(len(b)) < off {
+		return b
+	}
+	return b[off:]
 }
 
 func freePort() (int, error) {
