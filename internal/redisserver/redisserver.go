@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -24,8 +26,14 @@ type Server struct {
 	Addr string // host:port
 	URL  string // redis://host:port
 	Dir  string // its working directory (log file redis.log)
+
+	bin   string
+	port  int
+	extra []string
+
+	mu   sync.Mutex // guards cmd and done, which Restart replaces
 	cmd  *exec.Cmd
-	done chan struct{}
+	done chan struct{} // closed when cmd has exited
 }
 
 // Start runs redis-server on a free port of 127.0.0.1 with persistence off
@@ -60,64 +68,122 @@ func Start(extra ...string) (*Server, error) {
 }
 
 func startOn(bin, dir string, port int, extra []string) (*Server, error) {
+	s := &Server{
+		Addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Dir:   dir,
+		bin:   bin,
+		port:  port,
+		extra: extra,
+	}
+	s.URL = "redis://" + s.Addr
+	if err := s.run(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// run starts the process on s.port and waits until it answers PING.
+func (s *Server) run() error {
+	logPath := filepath.Join(s.Dir, "redis.log")
 	args := append([]string{
-		"--port", strconv.Itoa(port),
+		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
-		"--dir", dir,
-		"--logfile", filepath.Join(dir, "redis.log"),
+		"--dir", s.Dir,
+		"--logfile", logPath,
 		"--daemonize", "no",
-	}, extra...)
-	// Errors before the log file is open (a bad option) go to stderr,
-	// kept in a file beside it. Both files are appended to by every
-	// attempt: report only this one's lines.
-	logPath, outPath := filepath.Join(dir, "redis.log"), filepath.Join(dir, "redis.stderr")
+	}, s.extra...)
+	// Both logs are appended to by every run: report only this run's
+	// lines. Errors before the log file is open (a bad option) go to
+	// stderr, kept in a file beside it.
+	outPath := filepath.Join(s.Dir, "redis.stderr")
 	logStart, outStart := fileSize(logPath), fileSize(outPath)
 	out, err := os.OpenFile(outPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	err = cmd.Start()
 	out.Close() // the child has its own copy
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s := &Server{
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		Dir:  dir,
-		cmd:  cmd,
-		done: make(chan struct{}),
-	}
-	s.URL = "redis://" + s.Addr
-	go func() { cmd.Wait(); close(s.done) }()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
 
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case <-s.done:
+		case <-done:
 			log := append(readFrom(outPath, outStart), readFrom(logPath, logStart)...)
-			return nil, fmt.Errorf("redis-server on port %d exited: %s", port, tail(log))
+			return &exitError{port: s.port, log: tail(log)}
 		default:
 		}
 		if c, err := redis.Dial("tcp", s.Addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(time.Second)); err == nil {
 			_, err = c.Do("PING")
 			c.Close()
 			if err == nil {
-				return s, nil
+				return nil
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.kill()
-	return nil, fmt.Errorf("redis-server on port %d did not answer PING within 10s", port)
+	return fmt.Errorf("redis-server on port %d did not answer PING within 10s", s.port)
+}
+
+// exitError is a server that exited before answering PING.
+type exitError struct {
+	port int
+	log  string
+}
+
+func (e *exitError) Error() string {
+	return fmt.Sprintf("redis-server on port %d exited: %s", e.port, e.log)
 }
 
 func (s *Server) kill() {
-	s.cmd.Process.Kill()
-	<-s.done
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill() // SIGKILL; an error only says it has already exited
+	<-done
+}
+
+// Kill kills the server with SIGKILL, as a crash or the OOM killer would:
+// no shutdown, no save. Its clients' connections break and its port
+// refuses connections until Restart. It returns once the process is gone;
+// killing a server that is not running does nothing.
+func (s *Server) Kill() { s.kill() }
+
+// Restart starts the server again on the same port with the same
+// configuration, after killing it with SIGKILL if it still runs. It comes
+// back empty (persistence is off) and with an empty script cache, as a
+// restarted or failed-over server does. It returns once the server
+// answers PING. A port still held a moment by another socket is tried
+// again for up to 10 s.
+func (s *Server) Restart() error {
+	s.kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.run()
+		var exit *exitError
+		if err == nil || !errors.As(err, &exit) || !strings.Contains(exit.log, "Address already in use") || time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("restart redis-server: %w", err)
+			}
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Stop kills the server and removes its directory.
