@@ -760,6 +760,13 @@ func assertIndexesAgree(t *testing.T, prefix string) {
 	t.Helper()
 	c := dialRaw(t)
 	defer c.Close()
+	assertIndexesAgreeOn(t, c, prefix)
+}
+
+// assertIndexesAgreeOn is assertIndexesAgree on the server c is connected
+// to, for tests with a server of their own.
+func assertIndexesAgreeOn(t *testing.T, c redis.Conn, prefix string) {
+	t.Helper()
 	topicPrefix, subsPrefix := prefix+":topic:", prefix+":subs:"
 	checked := 0
 	for _, key := range scanKeys(t, c, prefix) {

@@ -1,0 +1,1207 @@
+package pikkuredis_test
+
+// The fault suite (issue 5): each fault is injected into a redis-server of
+// the test's own while 64 goroutines mix every operation of both stores,
+// each call with its own deadline, on every backend (faultBackends). Each
+// test states which errors the fault may cause and when; any other error,
+// a wrong answer, a call that outlives its deadline, a goroutine left
+// behind, a NOSCRIPT seen by a caller, or indexes that disagree fail it.
+//
+//	TestFaultServerKilledAndRestarted  kill -9, restart on the same port, empty
+//	TestFaultClientKill                CLIENT KILL TYPE normal, repeatedly
+//	TestFaultScriptFlush               SCRIPT FLUSH every 2 ms: zero failed calls
+//	TestFaultStalledServer             CLIENT PAUSE 2000 ALL, DEBUG SLEEP 2, 200 ms deadlines
+//	TestFaultOutOfMemory               maxmemory 4mb, noeviction, filled up
+//
+// Environment:
+//
+//	PIKKUREDIS_SOAK=<duration>  (e.g. 5m) also runs TestFaultSoak: the same
+//	                            load on every backend at once for that long,
+//	                            every fault above injected in rotation, each
+//	                            followed by a recovery check. Skipped when
+//	                            unset.
+//
+// Every test here starts its own redis-server (internal/redisserver, on a
+// free loopback port) and never touches the shared one.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mathrand "math/rand"
+	"net"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pikkujs/pikkuredis"
+	"github.com/pikkujs/pikkuredis/internal/redisserver"
+)
+
+// soakEnv names the variable that turns the soak on; see the top of the file.
+const soakEnv = "PIKKUREDIS_SOAK"
+
+const (
+	loadGoroutines = 64
+	loadChannels   = 32 // c0..c31
+	loadTopics     = 8  // t0..t7
+	freshCallers   = 16 // the recovery round: fresh0..fresh15
+)
+
+// --- Backends ---
+
+// faultBackend is one way a store reaches Redis.
+type faultBackend struct {
+	name string
+	// lanes: the stores are auto-pipelined, one connection each.
+	lanes bool
+	// open opens both stores on url under prefix; their connections are
+	// named clientName. close closes them (and a caller's pool) and
+	// returns Close's errors.
+	open func(t *testing.T, url, prefix, clientName string) (cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, close func() error)
+}
+
+var faultBackends = []faultBackend{
+	{name: "auto-pipelined", lanes: true, open: func(t *testing.T, url, prefix, name string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, func() error) {
+		return openFaultStores(t, url, prefix, name)
+	}},
+	{name: "owned pool", open: func(t *testing.T, url, prefix, name string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, func() error) {
+		return openFaultStores(t, url, prefix, name, pikkuredis.WithoutAutoPipelining())
+	}},
+	{name: "caller's pool", open: func(t *testing.T, url, prefix, name string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, func() error) {
+		pool := &redis.Pool{
+			MaxActive: 64, MaxIdle: 64, Wait: true,
+			DialContext: func(ctx context.Context) (redis.Conn, error) {
+				return redis.DialURLContext(ctx, url, redis.DialReadTimeout(10*time.Second), redis.DialClientName(name))
+			},
+		}
+		opt := pikkuredis.WithKeyPrefix(prefix)
+		cs, hs := pikkuredis.NewChannelStore(pool, opt), pikkuredis.NewEventHubStore(pool, opt)
+		return cs, hs, func() error { return errors.Join(cs.Close(), hs.Close(), pool.Close()) }
+	}},
+}
+
+func openFaultStores(t *testing.T, url, prefix, name string, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, func() error) {
+	t.Helper()
+	opts = append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithDialOptions(redis.DialClientName(name))}, opts...)
+	cs, err := pikkuredis.OpenChannelStore(url, opts...)
+	require.NoError(t, err)
+	hs, err := pikkuredis.OpenEventHubStore(url, opts...)
+	require.NoError(t, err)
+	return cs, hs, func() error { return errors.Join(cs.Close(), hs.Close()) }
+}
+
+// --- The rig: a server, a backend's stores, and the checks every fault ends with ---
+
+type faultRig struct {
+	t        *testing.T
+	srv      *redisserver.Server
+	backend  faultBackend
+	prefix   string
+	client   string // the stores' connection name
+	cs       *pikkuredis.ChannelStore
+	hs       *pikkuredis.EventHubStore
+	close    func() error
+	baseline int // goroutines before the stores were opened
+	closed   bool
+}
+
+// startFaultServer starts a redis-server for one test, with DEBUG allowed
+// from loopback (Redis 7 refuses it by default) and extra config.
+func startFaultServer(t *testing.T, extra ...string) *redisserver.Server {
+	t.Helper()
+	srv, err := redisserver.Start(append([]string{"--enable-debug-command", "local"}, extra...)...)
+	if err != nil {
+		if errors.Is(err, redisserver.ErrNotInstalled) && os.Getenv("CI") != "true" {
+			t.Skipf("needs a redis-server of its own: %v", err)
+		}
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+func newFaultRig(t *testing.T, srv *redisserver.Server, b faultBackend) *faultRig {
+	t.Helper()
+	r := &faultRig{t: t, srv: srv, backend: b, prefix: "pikkuredis-fault", client: "pikkuredis-fault"}
+	r.baseline = runtime.NumGoroutine()
+	r.cs, r.hs, r.close = b.open(t, srv.URL, r.prefix, r.client)
+	t.Cleanup(func() {
+		if !r.closed {
+			r.close()
+		}
+	})
+	return r
+}
+
+// admin sends one command on a connection of its own, so that it never
+// shares the fate of the stores' connections.
+func (r *faultRig) admin(cmd string, args ...any) (any, error) {
+	return adminDo(r.srv.URL, cmd, args...)
+}
+
+func adminDo(url, cmd string, args ...any) (any, error) {
+	c, err := redis.DialURL(url, redis.DialConnectTimeout(5*time.Second), redis.DialReadTimeout(10*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Do(cmd, args...)
+}
+
+func (r *faultRig) mustAdmin(cmd string, args ...any) any {
+	r.t.Helper()
+	reply, err := r.admin(cmd, args...)
+	require.NoError(r.t, err, "%s %v", cmd, args)
+	return reply
+}
+
+// finish is what every fault test ends with: the indexes agree in both
+// directions, removing every channel used leaves no key under the prefix,
+// Close succeeds and leaves no goroutine behind.
+func (r *faultRig) finish() {
+	t := r.t
+	t.Helper()
+	c := dialURL(t, r.srv.URL)
+	defer c.Close()
+	assertIndexesAgreeOn(t, c, r.prefix)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, r.cs.RemoveChannels(ctx, allLoadIDs()))
+	assert.Empty(t, scanKeys(t, c, r.prefix), "keys left after removing every channel")
+	r.closed = true
+	require.NoError(t, r.close())
+	waitForGoroutines(t, r.baseline)
+}
+
+// info returns the fields of an INFO section.
+func (r *faultRig) info(section string) map[string]string {
+	r.t.Helper()
+	text, err := redis.String(r.admin("INFO", section))
+	require.NoError(r.t, err)
+	out := map[string]string{}
+	for _, line := range strings.Split(text, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// statCount reads count= (errorstats) or calls= (commandstats) from an
+// INFO line such as "calls=3,usec=...": 0 when the line is absent.
+func statCount(line, field string) int {
+	for _, kv := range strings.Split(line, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == field {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
+
+// --- The mixed load ---
+
+// The operations, every method of both stores that reaches Redis.
+const (
+	opAddChannel = iota
+	opSetUserSession
+	opGetChannelAndSession
+	opRemoveChannels
+	opSubscribe
+	opUnsubscribe
+	opGetChannelIDsForTopic
+	opScanChannelIDsForTopic
+	opSetPikkuUserID
+	opGetChannel
+	opSetState
+	opGetState
+	opClearState
+	numOps
+)
+
+var opNames = [numOps]string{
+	"AddChannel", "SetUserSession", "GetChannelAndSession", "RemoveChannels", "Subscribe", "Unsubscribe",
+	"GetChannelIDsForTopic", "ScanChannelIDsForTopic", "SetPikkuUserID", "GetChannel", "SetState", "GetState", "ClearState",
+}
+
+// writeOps add data; under OOM Redis refuses them.
+var writeOps = []int{opAddChannel, opSetUserSession, opSubscribe, opSetPikkuUserID, opSetState}
+
+// deleteOps only remove data: Redis runs them under OOM.
+var deleteOps = []int{opRemoveChannels, opUnsubscribe}
+
+func isWriteOp(op int) bool { return slices.Contains(writeOps, op) }
+
+func allOps() []int {
+	ops := make([]int, numOps)
+	for i := range ops {
+		ops[i] = i
+	}
+	return ops
+}
+
+func loadID(n int) string    { return "c" + strconv.Itoa(n) }
+func loadTopic(n int) string { return "t" + strconv.Itoa(n) }
+func freshID(g int) string   { return "fresh" + strconv.Itoa(g) }
+func freshTopic(g int) string {
+	return "fresh-topic" + strconv.Itoa(g)
+}
+
+// allLoadIDs is every channel id the load and the recovery rounds use.
+func allLoadIDs() []string {
+	var ids []string
+	for i := 0; i < loadChannels; i++ {
+		ids = append(ids, loadID(i))
+	}
+	for g := 0; g < freshCallers; g++ {
+		ids = append(ids, freshID(g))
+	}
+	return ids
+}
+
+func isLoadID(id string) bool {
+	n, err := strconv.Atoi(strings.TrimPrefix(id, "c"))
+	return strings.HasPrefix(id, "c") && err == nil && n >= 0 && n < loadChannels
+}
+
+// What the load writes is a function of the channel id, so that any read
+// can tell whether the answer it got is about the channel it asked for:
+// a reply handed to the wrong caller shows up as a wrong answer.
+func loadName(id string) string     { return "name:" + id }
+func loadUser(id string) string     { return "user:" + id }
+func loadData(id string) any        { return map[string]string{"id": id} }
+func loadDataJSON(id string) string { b, _ := json.Marshal(loadData(id)); return string(b) }
+
+type idValue struct {
+	ID string `json:"id"`
+	N  int    `json:"n"`
+}
+
+// checkJSONFor says whether raw is a JSON object whose "id" is id ({} is
+// accepted when empty is true).
+func checkJSONFor(raw json.RawMessage, id string, empty bool) error {
+	if empty && string(raw) == "{}" {
+		return nil
+	}
+	var v idValue
+	if err := json.Unmarshal(raw, &v); err != nil || v.ID != id {
+		return fmt.Errorf("read %q for channel %s", raw, id)
+	}
+	return nil
+}
+
+// callOp makes one call of op. err is the call's error (nil, or
+// ErrChannelNotFound, are answers); wrong is a wrong answer to the call,
+// a failure whatever the fault.
+func callOp(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, op int, rng *mathrand.Rand, n int) (err, wrong error) {
+	id := loadID(rng.Intn(loadChannels))
+	topic := loadTopic(rng.Intn(loadTopics))
+	switch op {
+	case opAddChannel:
+		err = cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: loadName(id), OpeningData: loadData(id)})
+	case opSetUserSession:
+		err = cs.SetUserSession(ctx, id, idValue{ID: id, N: n})
+	case opGetChannelAndSession:
+		var got pikkuredis.ChannelAndSession
+		got, err = cs.GetChannelAndSession(ctx, id)
+		if err == nil {
+			if got.ChannelID != id || got.ChannelName != loadName(id) || string(got.OpeningData) != loadDataJSON(id) {
+				wrong = fmt.Errorf("GetChannelAndSession(%s) = %+v", id, got)
+			} else {
+				wrong = checkJSONFor(got.Session, id, true)
+			}
+		}
+	case opRemoveChannels:
+		err = cs.RemoveChannels(ctx, []string{id, loadID(rng.Intn(loadChannels))})
+	case opSubscribe:
+		var ok bool
+		ok, err = hs.Subscribe(ctx, topic, id)
+		if err == nil && !ok {
+			wrong = fmt.Errorf("Subscribe(%s, %s) = false", topic, id)
+		}
+	case opUnsubscribe:
+		_, err = hs.Unsubscribe(ctx, topic, id)
+	case opGetChannelIDsForTopic:
+		var ids []string
+		ids, err = hs.GetChannelIDsForTopic(ctx, topic)
+		if err == nil {
+			if ids == nil {
+				wrong = fmt.Errorf("GetChannelIDsForTopic(%s) = nil", topic)
+			}
+			for _, got := range ids {
+				if !isLoadID(got) {
+					wrong = fmt.Errorf("GetChannelIDsForTopic(%s) holds %q", topic, got)
+				}
+			}
+		}
+	case opScanChannelIDsForTopic:
+		for got, e := range hs.ScanChannelIDsForTopic(ctx, topic) {
+			if e != nil {
+				err = e
+				break
+			}
+			if !isLoadID(got) {
+				wrong = fmt.Errorf("ScanChannelIDsForTopic(%s) yields %q", topic, got)
+			}
+		}
+	case opSetPikkuUserID:
+		err = cs.SetPikkuUserID(ctx, id, loadUser(id))
+	case opGetChannel:
+		var got pikkuredis.ChannelInfo
+		got, err = cs.GetChannel(ctx, id)
+		if err == nil && (got.ChannelID != id || got.ChannelName != loadName(id) || string(got.OpeningData) != loadDataJSON(id) ||
+			(got.PikkuUserID != "" && got.PikkuUserID != loadUser(id))) {
+			wrong = fmt.Errorf("GetChannel(%s) = %+v", id, got)
+		}
+	case opSetState:
+		err = cs.SetState(ctx, id, idValue{ID: id, N: n})
+	case opGetState:
+		var state json.RawMessage
+		var ok bool
+		state, ok, err = cs.GetState(ctx, id)
+		if err == nil && ok {
+			wrong = checkJSONFor(state, id, false)
+		}
+	case opClearState:
+		err = cs.ClearState(ctx, id)
+	}
+	if errors.Is(err, pikkuredis.ErrChannelNotFound) {
+		err = nil // an answer: the channel was removed meanwhile
+	}
+	return err, wrong
+}
+
+// policy says which errors a fault may cause. window decides for the
+// calls that overlapped a fault window (from the injection until the
+// server is back, plus a grace), outside for the others; nil accepts none.
+type policy struct {
+	window  func(op int, err error) bool
+	outside func(op int, err error) bool
+}
+
+// isConnErr says whether err is a lost connection or a failed dial, as
+// the README promises them: "redis connection lost: ..." and "connect to
+// redis: ..." on the auto-pipelined path, the network error itself on a
+// pool. ErrClosed is not one: no store is closed during a load.
+func isConnErr(err error) bool {
+	if errors.Is(err, pikkuredis.ErrClosed) {
+		return false
+	}
+	for _, e := range []error{io.EOF, io.ErrUnexpectedEOF, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE, net.ErrClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	s := err.Error()
+	return strings.Contains(s, "redis connection lost: ") || strings.Contains(s, "connect to redis: ")
+}
+
+func isDeadline(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
+
+func isOOM(err error) bool {
+	return strings.Contains(err.Error(), "OOM command not allowed")
+}
+
+// connOrDeadline: what a lost server or connection may cost a call.
+func connOrDeadline(_ int, err error) bool { return isConnErr(err) || isDeadline(err) }
+
+// --- Stalls of the test process ---
+
+// stallMonitor records when the test process itself did not run: a
+// goroutine that sleeps 2 ms at a time notes every wake-up that came more
+// than stallThreshold late. On a loaded machine (a 2-core VM shared with
+// other builds) the whole process can stand still for hundreds of
+// milliseconds; a call that returns late by no more than the stalls
+// during it was late because its process was not running, not because it
+// waited on Redis, and is excused (and counted in the report).
+type stallMonitor struct {
+	mu     sync.Mutex
+	stalls [][2]time.Time
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+const stallThreshold = 10 * time.Millisecond
+
+func startStallMonitor() *stallMonitor {
+	m := &stallMonitor{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		const tick = 2 * time.Millisecond
+		prev := time.Now()
+		for {
+			select {
+			case <-m.stop:
+				return
+			case <-time.After(tick):
+			}
+			now := time.Now()
+			if now.Sub(prev) > tick+stallThreshold {
+				m.mu.Lock()
+				m.stalls = append(m.stalls, [2]time.Time{prev.Add(tick), now})
+				m.mu.Unlock()
+			}
+			prev = now
+		}
+	}()
+	return m
+}
+
+func (m *stallMonitor) close() {
+	close(m.stop)
+	<-m.done
+}
+
+// during returns how long the process stood still between from and to.
+func (m *stallMonitor) during(from, to time.Time) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var total time.Duration
+	for i := len(m.stalls) - 1; i >= 0; i-- {
+		s := m.stalls[i]
+		if s[1].Before(from) {
+			break
+		}
+		if lo, hi := later(s[0], from), earlier(s[1], to); hi.After(lo) {
+			total += hi.Sub(lo)
+		}
+	}
+	return total
+}
+
+// worst returns the longest stall seen.
+func (m *stallMonitor) worst() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var w time.Duration
+	for _, s := range m.stalls {
+		w = max(w, s[1].Sub(s[0]))
+	}
+	return w
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// loadConfig is one run of the mixed load.
+type loadConfig struct {
+	ops     []int         // which operations to mix (allOps by default)
+	timeout time.Duration // each call's deadline
+	slack   time.Duration // how late past it a call may return
+	policy  policy
+}
+
+// opStats counts one operation's outcomes.
+type opStats struct {
+	ok, failed int
+	failedBy   map[string]int
+	maxElapsed time.Duration
+}
+
+// mixedLoad runs loadGoroutines goroutines that each call random
+// operations until finish. A fault test opens a fault window before it
+// injects the fault and closes it once the stores have recovered
+// (settle); a call is judged by the policy's window rule when it
+// overlapped a window, by its outside rule when it did not.
+type mixedLoad struct {
+	cs  *pikkuredis.ChannelStore
+	hs  *pikkuredis.EventHubStore
+	cfg loadConfig
+	mon *stallMonitor
+
+	// phase counts window openings and closings: even outside a window,
+	// odd inside one.
+	phase atomic.Int32
+	// lastOK is, per operation, the phase of its latest answer wholly
+	// within one phase.
+	lastOK [numOps]atomic.Int32
+	// restored is when the fault was undone (UnixNano, 0: not yet);
+	// okSince counts, per goroutine, the answers to calls made after it.
+	restored atomic.Int64
+	okSince  [loadGoroutines]atomic.Int32
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu       sync.Mutex
+	stats    [numOps]opStats
+	bad      []string // unaccepted errors, wrong answers, late calls, panics
+	nBad     int
+	noscript int // errors that mention NOSCRIPT
+	excused  int // late or deadline-failed calls the process's own stalls explain
+}
+
+func startLoad(cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, cfg loadConfig) *mixedLoad {
+	if cfg.ops == nil {
+		cfg.ops = allOps()
+	}
+	l := &mixedLoad{cs: cs, hs: hs, cfg: cfg, stop: make(chan struct{}), mon: startStallMonitor()}
+	for i := range l.stats {
+		l.stats[i].failedBy = map[string]int{}
+	}
+	for i := range l.lastOK {
+		l.lastOK[i].Store(-1)
+	}
+	for g := 0; g < loadGoroutines; g++ {
+		l.wg.Add(1)
+		go l.run(g)
+	}
+	return l
+}
+
+// openWindow marks the start of a fault window: call it before injecting
+// the fault.
+func (l *mixedLoad) openWindow() {
+	if l.phase.Add(1)%2 != 1 {
+		panic("a fault window is already open")
+	}
+	l.restored.Store(0)
+}
+
+// settle closes the window once the fault is undone (call it right after)
+// and the stores have recovered: every goroutine has had two calls made
+// since answered, and at least min has passed (for a pool, time for the
+// dead connections left idle in it to be found). It fails the test if
+// that takes longer than 15 s.
+func (l *mixedLoad) settle(t *testing.T, min time.Duration) {
+	t.Helper()
+	for g := range l.okSince {
+		l.okSince[g].Store(0)
+	}
+	l.restored.Store(time.Now().UnixNano())
+	start := time.Now()
+	time.Sleep(min)
+	for !l.allSince(2) {
+		if time.Since(start) > 15*time.Second {
+			t.Errorf("the stores did not recover within 15s of the fault's end")
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("recovered %v after the fault's end", time.Since(start).Round(time.Millisecond))
+	if l.phase.Add(1)%2 != 0 {
+		panic("no fault window is open")
+	}
+}
+
+func (l *mixedLoad) allSince(n int32) bool {
+	for g := range l.okSince {
+		if l.okSince[g].Load() < n {
+			return false
+		}
+	}
+	return true
+}
+
+// runFor keeps the load going for at least d, and until every operation
+// has been answered wholly within the current phase (at most 15 s).
+func (l *mixedLoad) runFor(d time.Duration) {
+	start := time.Now()
+	time.Sleep(d)
+	for !l.allOpsAnswered() && time.Since(start) < 15*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (l *mixedLoad) allOpsAnswered() bool {
+	p := l.phase.Load()
+	for _, op := range l.cfg.ops {
+		if l.lastOK[op].Load() != p {
+			return false
+		}
+	}
+	return true
+}
+
+func (l *mixedLoad) run(g int) {
+	defer l.wg.Done()
+	rng := mathrand.New(mathrand.NewSource(int64(g)))
+	var stats [numOps]opStats
+	for i := range stats {
+		stats[i].failedBy = map[string]int{}
+	}
+	var bad []string
+	nBad, noscript, excused := 0, 0, 0
+	report := func(format string, args ...any) {
+		nBad++
+		if len(bad) < 10 {
+			bad = append(bad, fmt.Sprintf(format, args...))
+		}
+	}
+	defer func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for op := range stats {
+			s, t := &l.stats[op], stats[op]
+			s.ok += t.ok
+			s.failed += t.failed
+			s.maxElapsed = max(s.maxElapsed, t.maxElapsed)
+			for k, v := range t.failedBy {
+				s.failedBy[k] += v
+			}
+		}
+		l.bad = append(l.bad, bad...)
+		l.nBad += nBad
+		l.noscript += noscript
+		l.excused += excused
+	}()
+	for i := 0; ; i++ {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		op := l.cfg.ops[rng.Intn(len(l.cfg.ops))]
+		startPhase := l.phase.Load()
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.timeout)
+		err, wrong := safeCall(ctx, l.cs, l.hs, op, rng, i)
+		cancel()
+		end := time.Now()
+		elapsed := end.Sub(start)
+		endPhase := l.phase.Load()
+
+		s := &stats[op]
+		s.maxElapsed = max(s.maxElapsed, elapsed)
+		if late := elapsed - (l.cfg.timeout + l.cfg.slack); late > 0 {
+			if stalled := l.mon.during(start, end); stalled >= late {
+				excused++
+			} else {
+				report("%s returned %v after it started, past its %v deadline (+%v slack); the test process stood still %v of that: %v",
+					opNames[op], elapsed.Round(time.Millisecond), l.cfg.timeout, l.cfg.slack, stalled, err)
+			}
+		}
+		if wrong != nil {
+			report("%s: wrong answer: %v", opNames[op], wrong)
+			continue
+		}
+		if err == nil {
+			s.ok++
+			if startPhase == endPhase {
+				l.lastOK[op].Store(startPhase)
+			}
+			if r := l.restored.Load(); r != 0 && start.UnixNano() > r {
+				l.okSince[g].Add(1)
+			}
+			continue
+		}
+		s.failed++
+		s.failedBy[errorClass(err)]++
+		if strings.Contains(err.Error(), "NOSCRIPT") {
+			noscript++
+		}
+		outside := startPhase == endPhase && startPhase%2 == 0
+		accept := l.cfg.policy.window
+		if outside {
+			accept = l.cfg.policy.outside
+		}
+		if accept != nil && accept(op, err) {
+			continue
+		}
+		// A deadline missed while the test process itself stood still
+		// for a tenth of it says nothing about the store.
+		if stalled := l.mon.during(start, end); isDeadline(err) && stalled >= l.cfg.timeout/10 {
+			excused++
+			continue
+		}
+		where := "outside the fault windows"
+		if !outside {
+			where = "overlapping a fault window"
+		}
+		report("%s failed %s (phases %d..%d): %v", opNames[op], where, startPhase, endPhase, err)
+	}
+}
+
+// safeCall turns a panic in a call into a wrong answer.
+func safeCall(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, op int, rng *mathrand.Rand, n int) (err, wrong error) {
+	defer func() {
+		if p := recover(); p != nil {
+			wrong = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return callOp(ctx, cs, hs, op, rng, n)
+}
+
+// errorClass groups errors for the report.
+func errorClass(err error) string {
+	switch {
+	case isDeadline(err):
+		return "deadline"
+	case isOOM(err):
+		return "OOM"
+	case isConnErr(err):
+		return "connection"
+	default:
+		return "other"
+	}
+}
+
+// finish stops the load, reports what it saw and fails the test for every
+// call it could not accept, and for any NOSCRIPT a caller saw.
+func (l *mixedLoad) finish(t *testing.T) *mixedLoad {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	l.mon.close()
+	var lines []string
+	total := 0
+	for op, s := range l.stats {
+		total += s.ok + s.failed
+		classes := make([]string, 0, len(s.failedBy))
+		for k, v := range s.failedBy {
+			classes = append(classes, fmt.Sprintf("%s %d", k, v))
+		}
+		sort.Strings(classes)
+		lines = append(lines, fmt.Sprintf("  %-22s ok %6d  failed %5d %v  slowest %v",
+			opNames[op], s.ok, s.failed, classes, s.maxElapsed.Round(time.Millisecond)))
+	}
+	t.Logf("%d calls by %d goroutines, %v deadline each; the test process stood still up to %v at a time, which explains %d late or failed calls:\n%s",
+		total, loadGoroutines, l.cfg.timeout, l.mon.worst().Round(time.Millisecond), l.excused, strings.Join(lines, "\n"))
+	for _, b := range l.bad {
+		t.Error(b)
+	}
+	if l.nBad > len(l.bad) {
+		t.Errorf("... and %d more like these", l.nBad-len(l.bad))
+	}
+	assert.Zero(t, l.noscript, "calls failed with NOSCRIPT: the fallback to EVAL did not hide it")
+	return l
+}
+
+// failed returns how many calls failed, over all operations.
+func (l *mixedLoad) failed() int {
+	n := 0
+	for _, s := range l.stats {
+		n += s.failed
+	}
+	return n
+}
+
+// requireRecovered checks that every operation in the mix was answered
+// after the last fault window closed: the same store objects work again.
+func (l *mixedLoad) requireRecovered(t *testing.T) {
+	t.Helper()
+	p := l.phase.Load()
+	require.Zero(t, p%2, "a fault window is still open")
+	for _, op := range l.cfg.ops {
+		assert.Equal(t, p, l.lastOK[op].Load(), "%s was never answered after the fault", opNames[op])
+	}
+}
+
+// --- Recovery round ---
+
+// freshRound checks, from freshCallers goroutines at once, every
+// operation once on a channel of each caller's own, with exact answers:
+// after a fault, the same store objects work as new.
+func freshRound(t *testing.T, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, freshCallers)
+	for g := 0; g < freshCallers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := freshCalls(ctx, cs, hs, freshID(g), freshTopic(g)); err != nil {
+				errs <- fmt.Errorf("recovery round, caller %d: %w", g, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func freshCalls(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, id, topic string) error {
+	if err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: loadName(id), OpeningData: loadData(id)}); err != nil {
+		return err
+	}
+	if err := cs.SetUserSession(ctx, id, idValue{ID: id, N: 1}); err != nil {
+		return err
+	}
+	got, err := cs.GetChannelAndSession(ctx, id)
+	if err != nil {
+		return err
+	}
+	if got.ChannelID != id || got.ChannelName != loadName(id) || string(got.OpeningData) != loadDataJSON(id) || string(got.Session) != `{"id":"`+id+`","n":1}` {
+		return fmt.Errorf("GetChannelAndSession(%s) = %+v", id, got)
+	}
+	if err := cs.SetPikkuUserID(ctx, id, loadUser(id)); err != nil {
+		return err
+	}
+	info, err := cs.GetChannel(ctx, id)
+	if err != nil {
+		return err
+	}
+	if info.ChannelID != id || info.PikkuUserID != loadUser(id) {
+		return fmt.Errorf("GetChannel(%s) = %+v", id, info)
+	}
+	if err := cs.SetState(ctx, id, idValue{ID: id, N: 2}); err != nil {
+		return err
+	}
+	state, ok, err := cs.GetState(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok || string(state) != `{"id":"`+id+`","n":2}` {
+		return fmt.Errorf("GetState(%s) = %s, %v", id, state, ok)
+	}
+	if err := cs.ClearState(ctx, id); err != nil {
+		return err
+	}
+	if _, ok, err := cs.GetState(ctx, id); err != nil || ok {
+		return fmt.Errorf("GetState(%s) after ClearState: %v, %v", id, ok, err)
+	}
+	if ok, err := hs.Subscribe(ctx, topic, id); err != nil || !ok {
+		return fmt.Errorf("Subscribe(%s, %s) = %v, %v", topic, id, ok, err)
+	}
+	ids, err := hs.GetChannelIDsForTopic(ctx, topic)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(ids, []string{id}) {
+		return fmt.Errorf("GetChannelIDsForTopic(%s) = %q", topic, ids)
+	}
+	var scanned []string
+	for got, err := range hs.ScanChannelIDsForTopic(ctx, topic) {
+		if err != nil {
+			return err
+		}
+		scanned = append(scanned, got)
+	}
+	if !slices.Equal(scanned, []string{id}) {
+		return fmt.Errorf("ScanChannelIDsForTopic(%s) = %q", topic, scanned)
+	}
+	if ok, err := hs.Unsubscribe(ctx, topic, id); err != nil || !ok {
+		return fmt.Errorf("Unsubscribe(%s, %s) = %v, %v", topic, id, ok, err)
+	}
+	if err := cs.RemoveChannels(ctx, []string{id}); err != nil {
+		return err
+	}
+	if _, err := cs.GetChannelAndSession(ctx, id); !errors.Is(err, pikkuredis.ErrChannelNotFound) {
+		return fmt.Errorf("GetChannelAndSession(%s) after RemoveChannels: %v", id, err)
+	}
+	return nil
+}
+
+// --- The faults ---
+
+// forEachBackend runs test on every backend, each with a server of its
+// own started with extra config.
+func forEachBackend(t *testing.T, extra []string, test func(t *testing.T, r *faultRig)) {
+	for _, b := range faultBackends {
+		t.Run(b.name, func(t *testing.T) {
+			srv := startFaultServer(t, extra...)
+			test(t, newFaultRig(t, srv, b))
+		})
+	}
+}
+
+// Fault 1: the server is killed with SIGKILL mid-load and restarted on the
+// same port, empty and without its script cache. Calls in the window may
+// fail with a lost connection, a failed dial or their deadline, each
+// within its deadline; calls before it and after it (plus a grace for
+// the reconnections) may not fail at all. The same store objects work
+// again, and the scripts came back by EVAL, with no caller seeing
+// NOSCRIPT.
+func TestFaultServerKilledAndRestarted(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, r *faultRig) {
+		ctx := ctxT(t)
+		require.NoError(t, r.cs.Init(ctx)) // the scripts are cached, then lost
+		l := startLoad(r.cs, r.hs, loadConfig{timeout: 2 * time.Second, slack: 500 * time.Millisecond,
+			policy: policy{window: connOrDeadline}})
+		l.runFor(300 * time.Millisecond)
+		l.openWindow()
+		r.srv.Kill()
+		time.Sleep(300 * time.Millisecond)
+		require.NoError(t, r.srv.Restart())
+		l.settle(t, 200*time.Millisecond)
+		l.runFor(300 * time.Millisecond)
+		l.finish(t).requireRecovered(t)
+		assert.Positive(t, l.failed(), "no call failed while the server was down")
+		freshRound(t, r.cs, r.hs)
+
+		// The restarted server got every script by EVAL (nothing here
+		// sends SCRIPT LOAD after Init), after answering NOSCRIPT.
+		exists, err := redis.Ints(r.admin("SCRIPT", scriptExistsArgs()...))
+		require.NoError(t, err)
+		assert.NotContains(t, exists, 0, "a script missing from the restarted server's cache")
+		cmds, errs := r.info("commandstats"), r.info("errorstats")
+		assert.Positive(t, statCount(cmds["cmdstat_eval"], "calls"), "no EVAL after the restart")
+		assert.Zero(t, statCount(cmds["cmdstat_script|load"], "calls"), "SCRIPT LOAD after the restart")
+		assert.Positive(t, statCount(errs["errorstat_NOSCRIPT"], "count"), "the restarted server never answered NOSCRIPT")
+		r.finish()
+	})
+}
+
+func scriptExistsArgs() []any {
+	args := []any{"EXISTS"}
+	for _, sha := range pikkuredis.ScriptSHAs() {
+		args = append(args, sha)
+	}
+	return args
+}
+
+// Fault 2: CLIENT KILL TYPE normal, every 40 ms for a while, kills every
+// connection of the stores, busy or idle. Calls in the window may fail
+// with a lost connection or their deadline; broken connections are
+// dropped, and once the kills stop every call succeeds again.
+func TestFaultClientKill(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, r *faultRig) {
+		l := startLoad(r.cs, r.hs, loadConfig{timeout: 2 * time.Second, slack: 500 * time.Millisecond,
+			policy: policy{window: connOrDeadline}})
+		l.runFor(300 * time.Millisecond)
+		l.openWindow()
+		killed := 0
+		for k := 0; k < 8; k++ {
+			n, err := redis.Int(r.admin("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"))
+			require.NoError(t, err)
+			killed += n
+			time.Sleep(40 * time.Millisecond)
+		}
+		l.settle(t, 200*time.Millisecond)
+		l.runFor(300 * time.Millisecond)
+		l.finish(t).requireRecovered(t)
+		t.Logf("%d connections killed", killed)
+		assert.Positive(t, killed)
+		freshRound(t, r.cs, r.hs)
+		if r.backend.lanes {
+			// One lane per store, dialled again; nothing left over.
+			c := dialURL(t, r.srv.URL)
+			defer c.Close()
+			assert.Len(t, clientIDs(t, c, r.client), 2, "connections of the two auto-pipelined stores")
+		}
+		r.finish()
+	})
+}
+
+// Fault 3: SCRIPT FLUSH every 2 ms during the load. NOSCRIPT is recovered
+// invisibly: not one call fails.
+func TestFaultScriptFlush(t *testing.T) {
+	forEachBackend(t, nil, func(t *testing.T, r *faultRig) {
+		l := startLoad(r.cs, r.hs, loadConfig{timeout: 5 * time.Second, slack: time.Second})
+		l.runFor(200 * time.Millisecond)
+		flushes := 0
+		for deadline := time.Now().Add(600 * time.Millisecond); time.Now().Before(deadline); flushes++ {
+			mode := "SYNC"
+			if flushes%2 == 1 {
+				mode = "ASYNC"
+			}
+			r.mustAdmin("SCRIPT", "FLUSH", mode)
+			time.Sleep(2 * time.Millisecond)
+		}
+		l.runFor(200 * time.Millisecond)
+		l.finish(t).requireRecovered(t)
+		assert.Zero(t, l.failed(), "calls failed under SCRIPT FLUSH")
+		t.Logf("%d flushes, %d NOSCRIPT answers recovered", flushes, statCount(r.info("errorstats")["errorstat_NOSCRIPT"], "count"))
+		assert.Positive(t, statCount(r.info("errorstats")["errorstat_NOSCRIPT"], "count"), "the server never answered NOSCRIPT")
+		r.finish()
+	})
+}
+
+// Fault 4: the server stalls for 2 s (CLIENT PAUSE 2000 ALL, or DEBUG
+// SLEEP 2, which blocks it wholly) while every call has a 200 ms deadline.
+// Calls fail at their deadline, not when the server wakes: each returns
+// within 200 ms + 300 ms of slack, and a failure is always
+// context.DeadlineExceeded. Afterwards every call succeeds again.
+func TestFaultStalledServer(t *testing.T) {
+	stalls := []struct {
+		name  string
+		stall func(r *faultRig) error // returns when the stall is over
+	}{
+		{"CLIENT PAUSE 2000 ALL", func(r *faultRig) error {
+			if _, err := r.admin("CLIENT", "PAUSE", 2000, "ALL"); err != nil {
+				return err
+			}
+			_, err := r.admin("PING") // held until the pause ends
+			return err
+		}},
+		{"DEBUG SLEEP 2", func(r *faultRig) error {
+			_, err := r.admin("DEBUG", "SLEEP", 2)
+			return err
+		}},
+	}
+	for _, s := range stalls {
+		t.Run(s.name, func(t *testing.T) {
+			forEachBackend(t, nil, func(t *testing.T, r *faultRig) {
+				deadline := func(_ int, err error) bool { return isDeadline(err) }
+				l := startLoad(r.cs, r.hs, loadConfig{timeout: 200 * time.Millisecond, slack: 300 * time.Millisecond,
+					policy: policy{window: deadline, outside: deadline}})
+				l.runFor(300 * time.Millisecond)
+				l.openWindow()
+				start := time.Now()
+				require.NoError(t, s.stall(r))
+				require.Greater(t, time.Since(start), 1900*time.Millisecond, "the server did not stall")
+				l.settle(t, 0)
+				l.runFor(500 * time.Millisecond)
+				l.finish(t).requireRecovered(t)
+				assert.Greater(t, l.failed(), loadGoroutines, "calls did not fail during the stall")
+				freshRound(t, r.cs, r.hs)
+				r.finish()
+			})
+		})
+	}
+}
+
+// Fault 5: out of memory (maxmemory 16mb, noeviction: room for the 128
+// connections of two pools), the server filled with keys outside the
+// prefix until it refuses writes.
+//   - Writes (AddChannel, Subscribe, SetUserSession, SetPikkuUserID,
+//     SetState) fail with an error that says OOM, and leave no trace: the
+//     prefix's keys are byte for byte what they were.
+//   - Reads, and the deletes Unsubscribe and RemoveChannels, still work,
+//     and keep both index directions in agreement; removing every channel
+//     leaves no key.
+//   - Once memory is freed, every call succeeds again.
+func TestFaultOutOfMemory(t *testing.T) {
+	forEachBackend(t, []string{"--maxmemory", "16mb", "--maxmemory-policy", "noeviction"}, func(t *testing.T, r *faultRig) {
+		ctx := ctxT(t)
+		// Data for the deletes to delete: every channel, each in a few topics.
+		for i := 0; i < loadChannels; i++ {
+			id := loadID(i)
+			require.NoError(t, r.cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: loadName(id), OpeningData: loadData(id)}))
+			require.NoError(t, r.cs.SetUserSession(ctx, id, idValue{ID: id}))
+			for k := 0; k < 3; k++ {
+				_, err := r.hs.Subscribe(ctx, loadTopic((i+k)%loadTopics), id)
+				require.NoError(t, err)
+			}
+		}
+		fillMemory(t, r)
+
+		// Writes are refused and change nothing; reads are answered.
+		// ClearState goes through the same script as the writes, which
+		// Redis refuses as a whole under OOM; no channel has a state
+		// here, so it would change nothing if it ran.
+		oomWrite := func(op int, err error) bool { return (isWriteOp(op) || op == opClearState) && isOOM(err) }
+		before := dumpPrefix(t, r)
+		ops := slices.DeleteFunc(allOps(), func(op int) bool { return slices.Contains(deleteOps, op) })
+		l := startLoad(r.cs, r.hs, loadConfig{ops: ops, timeout: 2 * time.Second, slack: 500 * time.Millisecond,
+			policy: policy{outside: oomWrite}})
+		time.Sleep(400 * time.Millisecond)
+		l.finish(t)
+		for _, op := range writeOps {
+			assert.Zero(t, l.stats[op].ok, "%s succeeded with the server out of memory", opNames[op])
+			assert.Positive(t, l.stats[op].failedBy["OOM"], "%s never failed with OOM", opNames[op])
+		}
+		assert.Equal(t, before, dumpPrefix(t, r), "refused writes changed the prefix's keys")
+
+		// Every operation, deletes included: the deletes work.
+		l = startLoad(r.cs, r.hs, loadConfig{timeout: 2 * time.Second, slack: 500 * time.Millisecond,
+			policy: policy{outside: oomWrite}})
+		time.Sleep(400 * time.Millisecond)
+		l.finish(t)
+		for _, op := range append(deleteOps, opGetChannelAndSession, opGetChannelIDsForTopic) {
+			assert.Positive(t, l.stats[op].ok, "%s never succeeded with the server out of memory", opNames[op])
+		}
+		c := dialURL(t, r.srv.URL)
+		defer c.Close()
+		assertIndexesAgreeOn(t, c, r.prefix)
+		require.NoError(t, r.cs.RemoveChannels(ctx, allLoadIDs()), "RemoveChannels with the server out of memory")
+		assert.Empty(t, scanKeys(t, c, r.prefix), "keys left after removing every channel out of memory")
+		_, err := r.admin("SET", "probe", "x")
+		require.ErrorContains(t, err, "OOM", "the server is still out of memory")
+
+		// Memory freed: everything works again.
+		freeMemory(t, r)
+		l = startLoad(r.cs, r.hs, loadConfig{timeout: 2 * time.Second, slack: 500 * time.Millisecond})
+		l.runFor(400 * time.Millisecond)
+		l.finish(t).requireRecovered(t)
+		freshRound(t, r.cs, r.hs)
+		r.finish()
+	})
+}
+
+// fillMemory fills database 1 (outside every prefix) until the server
+// refuses writes, and then 8 MB more, so that neither the deletes the test
+// makes nor connections coming and going (each costs the server tens of
+// kilobytes) bring it back under its limit.
+func fillMemory(t *testing.T, r *faultRig) {
+	t.Helper()
+	c := dialURL(t, r.srv.URL)
+	defer c.Close()
+	_, err := c.Do("SELECT", 1)
+	require.NoError(t, err)
+	for round := 0; ; round++ {
+		require.Less(t, round, 100, "the server never ran out of memory")
+		_, err := c.Do("DEBUG", "POPULATE", 10000, fmt.Sprintf("fill%d", round), 100)
+		require.NoError(t, err)
+		if _, err := c.Do("SET", "probe", "x"); err != nil {
+			require.ErrorContains(t, err, "OOM")
+			_, err = c.Do("DEBUG", "POPULATE", 50000, "extra", 100)
+			require.NoError(t, err)
+			t.Logf("out of memory: used_memory %s of %s", r.info("memory")["used_memory_human"], r.info("memory")["maxmemory_human"])
+			return
+		}
+	}
+}
+
+func freeMemory(t *testing.T, r *faultRig) {
+	t.Helper()
+	c := dialURL(t, r.srv.URL)
+	defer c.Close()
+	_, err := c.Do("SELECT", 1)
+	require.NoError(t, err)
+	_, err = c.Do("FLUSHDB", "SYNC")
+	require.NoError(t, err)
+	_, err = c.Do("SET", "probe", "x")
+	require.NoError(t, err, "still out of memory after freeing it: used_memory %s", r.info("memory")["used_memory_human"])
+	_, err = c.Do("DEL", "probe")
+	require.NoError(t, err)
+}
+
+// dumpPrefix returns every key under the rig's prefix with its type and
+// whole content, for comparing before and after.
+func dumpPrefix(t *testing.T, r *faultRig) map[string]string {
+	t.Helper()
+	c := dialURL(t, r.srv.URL)
+	defer c.Close()
+	out := map[string]string{}
+	for _, key := range scanKeys(t, c, r.prefix) {
+		typ, err := redis.String(c.Do("TYPE", key))
+		require.NoError(t, err)
+		var items []string
+		switch typ {
+		case "hash":
+			m, err := redis.StringMap(c.Do("HGETALL", key))
+			require.NoError(t, err)
+			for k, v := range m {
+				items = append(items, k+"="+v)
+			}
+		case "set":
+			items, err = redis.Strings(c.Do("SMEMBERS", key))
+			require.NoError(t, err)
+		}
+		sort.Strings(items)
+		out[key] = typ + " " + strings.Join(items, " | ")
+	}
+	return out
+}
