@@ -77,6 +77,15 @@ func (c *conn) key() keys {
 	return c.keys
 }
 
+// opts is the store's configuration; a zero config for a zero-value
+// store, whose calls then fail in usable.
+func (c *conn) opts() *config {
+	if c == nil {
+		return &config{}
+	}
+	return &c.cfg
+}
+
 // usable says why the store cannot take a call: it has no connections, or
 // it is closed. Every call asks, even one with nothing to send.
 func (c *conn) usable() error {
