@@ -298,7 +298,14 @@ func openPool(dial func(context.Context) (redis.Conn, error), cfg config) *redis
 		MaxIdle:     cfg.poolSize,
 		Wait:        true, // wait (bounded by the caller's context) rather than fail when all are busy
 		IdleTimeout: 5 * time.Minute,
-		DialContext: dial,
+		// Said as the auto-pipelined path says it (README, Errors).
+		DialContext: func(ctx context.Context) (redis.Conn, error) {
+			rc, err := dial(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("connect to redis: %w", err)
+			}
+			return rc, nil
+		},
 		// A connection idle for a while may have been cut by a proxy or a
 		// server timeout; check it, within the caller's context, before
 		// handing it out.
