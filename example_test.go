@@ -204,3 +204,92 @@ func ExampleEventHubStore_ScanChannelIDsForTopic() {
 	fmt.Println("sent to", sent, "channels")
 	// Output: sent to 3 channels
 }
+
+// Leases for crashed servers: each server touches its live channels well
+// within the TTL, and a sweeper removes the channels of a server that
+// stopped doing so (it crashed), with all their subscriptions.
+func ExampleWithChannelTTL() {
+	ctx := context.Background()
+	prefix := examplePrefix()
+	channels, err := pikkuredis.OpenChannelStore(redisURL,
+		pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithChannelTTL(400*time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer channels.Close()
+
+	for _, id := range []string{"live-1", "crashed-1"} {
+		if err := channels.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: "chat"}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	// A real server runs these in the background, for example:
+	//   go channels.SweepExpiredEvery(ctx, 10*time.Second, nil)
+	// and touches its live sockets' channels every TTL/3.
+	for i := 0; i < 6; i++ {
+		time.Sleep(100 * time.Millisecond)
+		gone, err := channels.TouchChannels(ctx, "live-1") // crashed-1's server is gone
+		if err != nil {
+			log.Fatal(err)
+		}
+		if len(gone) > 0 {
+			fmt.Println("close the sockets of", gone)
+		}
+	}
+	removed, err := channels.SweepExpired(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("swept:", removed)
+	_, err = channels.GetChannelAndSession(ctx, "crashed-1")
+	fmt.Println("crashed-1 not found:", errors.Is(err, pikkuredis.ErrChannelNotFound))
+	_, err = channels.GetChannelAndSession(ctx, "live-1")
+	fmt.Println("live-1 error:", err)
+	channels.RemoveChannels(ctx, []string{"live-1"})
+	// Output:
+	// swept: 1
+	// crashed-1 not found: true
+	// live-1 error: <nil>
+}
+
+// Repair removes subscriptions whose channel is gone, such as the ids
+// @pikku/redis's removeChannels leaves in topic sets. Run it as a
+// maintenance task, a page of sets per call, first as a dry run.
+func ExampleEventHubStore_Repair() {
+	ctx := context.Background()
+	prefix := examplePrefix()
+	hub, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hub.Close()
+	// A subscription of a channel that no ChannelStore holds (as a
+	// TypeScript removeChannels would leave it).
+	if _, err := hub.Subscribe(ctx, "news", "gone-1"); err != nil {
+		log.Fatal(err)
+	}
+
+	for _, dry := range []bool{true, false} {
+		opts := pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true, DryRun: dry}
+		for {
+			report, err := hub.Repair(ctx, opts)
+			if err != nil {
+				log.Fatal(err)
+			}
+			for _, o := range report.Orphans {
+				fmt.Printf("dry run %v: orphan %s in %s\n", dry, o.ChannelID, o.Topic)
+			}
+			if report.Done {
+				break
+			}
+			opts.Cursor = report.Cursor
+		}
+	}
+	ids, _ := hub.GetChannelIDsForTopic(ctx, "news")
+	fmt.Println("news:", ids)
+	// Output:
+	// dry run true: orphan gone-1 in news
+	// dry run true: orphan gone-1 in news
+	// dry run false: orphan gone-1 in news
+	// news: []
+}

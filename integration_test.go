@@ -26,6 +26,7 @@ import (
 
 	"github.com/pikkujs/pikkuredis"
 	"github.com/pikkujs/pikkuredis/internal/redisserver"
+	"github.com/pikkujs/pikkuredis/internal/redisurl"
 )
 
 // redisURL is the Redis every integration test, example and benchmark
@@ -65,8 +66,12 @@ func runTests(m *testing.M) int {
 // Docker daemon answers; else starts redis-server from PATH on a free port.
 func findRedis() (url, how string, stop func(), err error) {
 	if u := os.Getenv("REDIS_URL"); u != "" {
+		// Checked first: redigo's errors for a bad URL quote it whole.
+		if err := redisurl.Check(u); err != nil {
+			return "", "", nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
 		if err := pingURL(u); err != nil {
-			return "", "", nil, fmt.Errorf("REDIS_URL=%s does not answer PING: %w", u, err)
+			return "", "", nil, fmt.Errorf("REDIS_URL=%s does not answer PING: %w", redisurl.Redact(u), err)
 		}
 		return u, "REDIS_URL", func() {}, nil
 	}
@@ -142,7 +147,7 @@ func dialURL(t testing.TB, url string) redis.Conn {
 	t.Helper()
 	c, err := redis.DialURL(url, redis.DialReadTimeout(10*time.Second))
 	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
+		t.Fatalf("dial %s: %v", redisurl.Redact(url), err)
 	}
 	return c
 }

@@ -28,6 +28,8 @@ type config struct {
 	removeChunkSize int
 	ioTimeout       time.Duration
 	dialOptions     []redis.DialOption
+	channelTTL      time.Duration // 0: no leases
+	requireChannel  bool
 }
 
 func newConfig(opts []Option) config {
@@ -115,6 +117,37 @@ func WithIOTimeout(d time.Duration) Option {
 // TLS choice written in the URL takes precedence over the same option.
 func WithDialOptions(opts ...redis.DialOption) Option {
 	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
+}
+
+// WithChannelTTL gives every channel the ChannelStore adds a lease of d:
+// AddChannel records the channel's deadline (Redis's clock, TIME, plus d)
+// in a sorted set, {prefix}:leases, in the same atomic step as its hash;
+// TouchChannels extends the leases of live channels; SweepExpired, or
+// SweepExpiredEvery in the background, removes the channels whose lease
+// ran out, with all their subscriptions. A server that crashes stops
+// touching its channels, and they go within d plus one sweep interval.
+// Touch each channel well within d (every d/3, say). Without this option
+// (the default) nothing but the @pikku/redis layout is written. Every
+// store sharing a prefix should use the same choice: a channel added
+// without a lease is never swept. d is rounded up to whole milliseconds;
+// values below 1 keep the default, no leases.
+func WithChannelTTL(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.channelTTL = d
+		}
+	}
+}
+
+// WithRequireChannel makes EventHubStore.Subscribe refuse, with
+// ErrChannelNotFound and writing nothing, a channel whose hash does not
+// exist, checked inside the subscribe script. A Subscribe racing a
+// RemoveChannels of the same channel then cannot leave the channel's id in
+// the topic set after it is gone. Use it where channels are kept by a
+// ChannelStore on the same prefix; the default, as in @pikku/redis,
+// subscribes any id.
+func WithRequireChannel() Option {
+	return func(c *config) { c.requireChannel = true }
 }
 
 // WithRemoveChunkSize sets how many channels one RemoveChannels script call

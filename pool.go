@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"regexp"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/pikkujs/pikkuredis/internal/redisurl"
 )
 
 // Pool is where a store gets its connections. *redis.Pool satisfies it, and
@@ -75,6 +74,15 @@ func (c *conn) key() keys {
 		return keys{}
 	}
 	return c.keys
+}
+
+// opts is the store's configuration; a zero config for a zero-value
+// store, whose calls then fail in usable.
+func (c *conn) opts() *config {
+	if c == nil {
+		return &config{}
+	}
+	return &c.cfg
 }
 
 // usable says why the store cannot take a call: it has no connections, or
@@ -260,32 +268,12 @@ func ctxErr(ctx context.Context, err error) error {
 	return fmt.Errorf("%w (%v)", cerr, err)
 }
 
-var dbPathRE = regexp.MustCompile(`/(\d*)\z`) // as redigo's
-
-// checkURL rejects the URLs that redis.DialURLContext rejects (same
-// schemes, same database path rule), so that a bad URL fails when the store
-// is opened rather than at its first call.
+// checkURL rejects, when a store is opened rather than at its first call,
+// the URLs that redis.DialURLContext would reject, and those whose password
+// would be dialled as a host or port. Its errors never show the password.
 func checkURL(rawURL string) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return fmt.Errorf("pikkuredis: invalid redis URL: %w", err)
-	}
-	switch u.Scheme {
-	case "redis", "rediss", "valkey", "valkeys":
-	default:
-		return fmt.Errorf("pikkuredis: invalid redis URL %q: scheme must be redis://, rediss://, valkey:// or valkeys://", rawURL)
-	}
-	if u.Opaque != "" {
-		return fmt.Errorf("pikkuredis: invalid redis URL %q: write it as redis://host:port", rawURL)
-	}
-	if u.Path != "" {
-		m := dbPathRE.FindStringSubmatch(u.Path)
-		if m == nil {
-			return fmt.Errorf("pikkuredis: invalid redis URL %q: path must be a database number", rawURL)
-		}
-		if _, err := strconv.Atoi(m[1]); m[1] != "" && err != nil {
-			return fmt.Errorf("pikkuredis: invalid redis URL %q: database %q: %w", rawURL, m[1], err)
-		}
+	if err := redisurl.Check(rawURL); err != nil {
+		return fmt.Errorf("pikkuredis: %w", err)
 	}
 	return nil
 }
@@ -319,7 +307,14 @@ func openPool(dial func(context.Context) (redis.Conn, error), cfg config) *redis
 		MaxIdle:     cfg.poolSize,
 		Wait:        true, // wait (bounded by the caller's context) rather than fail when all are busy
 		IdleTimeout: 5 * time.Minute,
-		DialContext: dial,
+		// Said as the auto-pipelined path says it (README, Errors).
+		DialContext: func(ctx context.Context) (redis.Conn, error) {
+			rc, err := dial(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("connect to redis: %w", err)
+			}
+			return rc, nil
+		},
 		// A connection idle for a while may have been cut by a proxy or a
 		// server timeout; check it, within the caller's context, before
 		// handing it out.

@@ -30,8 +30,13 @@ var (
 	unsubscribeScript     = mustScript("unsubscribe")
 	setChannelFieldScript = mustScript("set_channel_field")
 	removeChannelsScript  = mustScript("remove_channels")
+	addChannelScript      = mustScript("add_channel")
+	touchChannelsScript   = mustScript("touch_channels")
+	sweepExpiredScript    = mustScript("sweep_expired")
+	repairSetScript       = mustScript("repair_set")
 
-	allScripts = []*script{subscribeScript, unsubscribeScript, setChannelFieldScript, removeChannelsScript}
+	allScripts = []*script{subscribeScript, unsubscribeScript, setChannelFieldScript, removeChannelsScript,
+		addChannelScript, touchChannelsScript, sweepExpiredScript, repairSetScript}
 )
 
 func mustScript(name string) *script {

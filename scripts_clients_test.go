@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
@@ -96,7 +97,7 @@ func must[T any](v T, err error) T {
 
 type scriptStep struct {
 	keys, args []string
-	want       string
+	want       string // or "re:" and a regular expression, for a reply that holds the time
 }
 
 // scriptCase is one script called as its header says, with the effects
@@ -133,6 +134,25 @@ var scriptCases = []scriptCase{
 		check: func(t *testing.T, c redis.Conn, p string) {
 			assert.Equal(t, []string{"c1"}, members(t, c, p+":topic:news"))
 			assert.Equal(t, []string{"news"}, members(t, c, p+":subs:c1"))
+		},
+	},
+	{
+		script: "subscribe", name: "only an existing channel, given its hash",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			mustDo(t, c, "HSET", p+":channel:c1", "channelId", "c1")
+			mustDo(t, c, "HSET", p+":channel:stray", "userSession", "{}")
+		},
+		steps: func(p string) []scriptStep {
+			return []scriptStep{
+				{[]string{p + ":topic:news", p + ":subs:ghost", p + ":channel:ghost"}, []string{"ghost", "news"}, "0"},
+				{[]string{p + ":topic:news", p + ":subs:stray", p + ":channel:stray"}, []string{"stray", "news"}, "0"},
+				{[]string{p + ":topic:news", p + ":subs:c1", p + ":channel:c1"}, []string{"c1", "news"}, "1"},
+			}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			assert.Equal(t, []string{"c1"}, members(t, c, p+":topic:news"))
+			assert.ElementsMatch(t, []string{p + ":channel:c1", p + ":channel:stray", p + ":subs:c1", p + ":topic:news"}, scanKeys(t, c, p),
+				"nothing written for the missing channels")
 		},
 	},
 	{
@@ -210,20 +230,122 @@ var scriptCases = []scriptCase{
 	},
 }
 
+// leaseCases are the scripts of WithChannelTTL and Repair.
+var leaseCases = []scriptCase{
+	{
+		script: "add_channel", name: "hash and lease from the server clock",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			mustDo(t, c, "HSET", p+":channel:c1", "userSession", `{"u":1}`)
+		},
+		steps: func(p string) []scriptStep {
+			return []scriptStep{{keys: []string{p + ":channel:c1", p + ":leases"},
+				args: []string{"c1", "chat", `{"a":1}`, "1767225600000", "60000"}, want: `re:^\d{13}$`}}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			h, err := redis.StringMap(c.Do("HGETALL", p+":channel:c1"))
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{"channelId": "c1", "channelName": "chat", "openingData": `{"a":1}`,
+				"createdAt": "1767225600000", "userSession": `{"u":1}`}, h, "the session is kept")
+			assertLeaseIn(t, c, p, "c1", 60*time.Second)
+		},
+	},
+	{
+		script: "touch_channels", name: "live channels extended, gone ones returned",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			mustDo(t, c, "HSET", p+":channel:c1", "channelId", "c1")
+			mustDo(t, c, "ZADD", p+":leases", 1, "c1", 1, "ghost")
+		},
+		steps: func(p string) []scriptStep {
+			return []scriptStep{{[]string{p + ":leases", p + ":channel:c1", p + ":channel:ghost"}, []string{"60000", "c1", "ghost"}, "ghost"}}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			assertLeaseIn(t, c, p, "c1", 60*time.Second)
+			score, err := redis.Int64(c.Do("ZSCORE", p+":leases", "ghost"))
+			require.NoError(t, err)
+			assert.Equal(t, int64(1), score, "a gone channel's lease is left for the sweep")
+		},
+	},
+	{
+		script: "sweep_expired", name: "expired channels with every trace, live ones kept",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			for _, id := range []string{"c1", "c2", "live"} {
+				mustDo(t, c, "HSET", p+":channel:"+id, "channelId", id)
+				for _, topic := range []string{"news", "a:b"} {
+					mustDo(t, c, "SADD", p+":topic:"+topic, id)
+					mustDo(t, c, "SADD", p+":subs:"+id, topic)
+				}
+			}
+			far := time.Now().Add(time.Hour).UnixMilli()
+			mustDo(t, c, "ZADD", p+":leases", 1, "c1", 2, "c2", 3, "ghost", far, "live")
+		},
+		steps: func(p string) []scriptStep {
+			k := []string{p + ":leases"}
+			return []scriptStep{
+				// A limit of 2 takes c1 and c2 and says more may remain.
+				{k, []string{p, "2", "0"}, "2\n1"},
+				// The ghost's lease goes; it had no hash, so it is not counted.
+				{k, []string{p, "2", "0"}, "0\n0"},
+			}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			assert.ElementsMatch(t, []string{p + ":channel:live", p + ":leases", p + ":subs:live", p + ":topic:a:b", p + ":topic:news"}, scanKeys(t, c, p))
+			assert.Equal(t, []string{"live"}, members(t, c, p+":topic:news"))
+			assert.Equal(t, []string{"live"}, must(redis.Strings(c.Do("ZRANGE", p+":leases", 0, -1))))
+		},
+	},
+	{
+		script: "repair_set", name: "orphans out of both directions, dry run first",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			mustDo(t, c, "HSET", p+":channel:c1", "channelId", "c1")
+			mustDo(t, c, "SADD", p+":topic:news", "c1", "gone")
+			mustDo(t, c, "SADD", p+":topic:sport", "gone")
+			mustDo(t, c, "SADD", p+":subs:c1", "news")
+			mustDo(t, c, "SADD", p+":subs:gone", "news", "sport")
+		},
+		steps: func(p string) []scriptStep {
+			news := []string{p + ":topic:news"}
+			return []scriptStep{
+				{news, []string{p, "topic", "news", "1", "c1", "gone", "never"}, "gone"},
+				{news, []string{p, "topic", "news", "0", "c1", "gone", "never"}, "gone"},
+				// news left subs:gone with the step above.
+				{[]string{p + ":subs:gone"}, []string{p, "subs", "gone", "0", "news", "sport"}, "sport"},
+				{[]string{p + ":subs:c1"}, []string{p, "subs", "c1", "0", "news"}, ""},
+			}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			assert.ElementsMatch(t, []string{p + ":channel:c1", p + ":subs:c1", p + ":topic:news"}, scanKeys(t, c, p))
+			assert.Equal(t, []string{"c1"}, members(t, c, p+":topic:news"))
+		},
+	},
+}
+
+// assertLeaseIn checks that a channel's lease ends about d from now.
+func assertLeaseIn(t *testing.T, c redis.Conn, p, id string, d time.Duration) {
+	t.Helper()
+	score, err := redis.Int64(c.Do("ZSCORE", p+":leases", id))
+	require.NoError(t, err)
+	assert.InDelta(t, time.Now().Add(d).UnixMilli(), score, 10_000, "lease of %s", id)
+}
+
 func TestScriptsFromOtherClients(t *testing.T) {
 	clients := []scriptClient{redisCLIClient(t), nodeClient(t)}
 	c := dialRaw(t)
 	defer c.Close()
 	covered := map[string]bool{}
 	for _, cl := range clients {
-		for _, sc := range scriptCases {
+		for _, sc := range append(scriptCases, leaseCases...) {
 			t.Run(cl.name+"/"+sc.script+"/"+sc.name, func(t *testing.T) {
 				p := newPrefix(t)
 				if sc.setup != nil {
 					sc.setup(t, c, p)
 				}
 				for i, st := range sc.steps(p) {
-					assert.Equal(t, st.want, cl.run(t, sc.script, st.keys, st.args), "call %d", i+1)
+					got := cl.run(t, sc.script, st.keys, st.args)
+					if re, ok := strings.CutPrefix(st.want, "re:"); ok {
+						assert.Regexp(t, re, got, "call %d", i+1)
+					} else {
+						assert.Equal(t, st.want, got, "call %d", i+1)
+					}
 				}
 				sc.check(t, c, p)
 			})

@@ -20,6 +20,10 @@ import (
 //	{prefix}:topic:{topic}        set   channel ids subscribed to the topic
 //	{prefix}:subs:{channelId}     set   topics the channel is subscribed to
 //
+// and, only for stores with WithChannelTTL (not in @pikku/redis):
+//
+//	{prefix}:leases               zset  channel id -> lease deadline, ms since the Unix epoch
+//
 // The prefix comes first, so a hash-tag prefix such as "{pikku}" puts every
 // key of a store in one Redis Cluster slot. remove_channels.lua builds topic
 // keys from the prefix in the same way (ARGV[1] .. ":topic:" .. topic).
@@ -28,6 +32,7 @@ type keys struct{ prefix string }
 func (k keys) channel(channelID string) string { return k.prefix + ":channel:" + channelID }
 func (k keys) topic(topic string) string       { return k.prefix + ":topic:" + topic }
 func (k keys) subs(channelID string) string    { return k.prefix + ":subs:" + channelID }
+func (k keys) leases() string                  { return k.prefix + ":leases" }
 
 // Hash fields of a channel, as @pikku/redis names them.
 const (
@@ -172,7 +177,8 @@ type ChannelAndSession struct {
 // AddChannel stores a channel. An existing channel with the same id gets
 // the new name, opening data and creation time and keeps its session, Pikku
 // user id and state, as in @pikku/redis: a server that reuses ids should
-// clear them (or remove the channel) first.
+// clear them (or remove the channel) first. With WithChannelTTL it also
+// gives the channel a lease, in the same atomic step (see TouchChannels).
 func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 	const op = "add channel"
 	if err := checkID(ch.ChannelID); err != nil {
@@ -185,12 +191,20 @@ func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 	if data == nil {
 		data = emptyObject()
 	}
+	createdAt := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	if ttl := s.c.opts().channelTTL; ttl > 0 {
+		// The hash and its lease, in one script.
+		_, err = addChannelScript.run(ctx, s.c, 2, []any{nil, nil,
+			s.c.key().channel(ch.ChannelID), s.c.key().leases(),
+			ch.ChannelID, ch.ChannelName, data, createdAt, ttlMillis(ttl)})
+		return wrap(op, err)
+	}
 	// One key, one command: HSET is atomic on its own.
 	_, err = s.c.do(ctx, "HSET", s.c.key().channel(ch.ChannelID),
 		fieldChannelID, ch.ChannelID,
 		fieldChannelName, ch.ChannelName,
 		fieldOpeningData, data,
-		fieldCreatedAt, strconv.FormatInt(time.Now().UnixMilli(), 10))
+		fieldCreatedAt, createdAt)
 	return wrap(op, err)
 }
 
@@ -199,8 +213,9 @@ func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 const removeBudgetPerID = 10
 
 // RemoveChannels removes channels and every trace of them: per channel,
-// atomically, its hash, its subscriptions set and its id in every topic set
-// it was subscribed to (@pikku/redis leaves the ids in the topic sets).
+// atomically, its hash, its subscriptions set, its id in every topic set
+// it was subscribed to (@pikku/redis leaves the ids in the topic sets) and
+// its lease, if it has one.
 // The work is cut into script calls of at most WithRemoveChunkSize ids and
 // about ten times as many topic memberships, so a large removal never holds
 // Redis for long; each channel is removed wholly or not at all (a channel
@@ -464,8 +479,28 @@ func (s *EventHubStore) ScanChannelIDsForTopic(ctx context.Context, topic string
 
 // Subscribe subscribes a channel to a topic, both directions in one atomic
 // script. It returns true, also when the channel was already subscribed.
+// With WithRequireChannel it subscribes only a channel that exists, and
+// returns ErrChannelNotFound, writing nothing, for one that does not.
 func (s *EventHubStore) Subscribe(ctx context.Context, topic, channelID string) (bool, error) {
-	return s.changeSubscription(ctx, "subscribe", subscribeScript, topic, channelID)
+	if !s.c.opts().requireChannel {
+		return s.changeSubscription(ctx, "subscribe", subscribeScript, topic, channelID)
+	}
+	const op = "subscribe"
+	if err := checkTopic(topic); err != nil {
+		return false, wrap(op, err)
+	}
+	if err := checkID(channelID); err != nil {
+		return false, wrap(op, err)
+	}
+	n, err := redis.Int(subscribeScript.run(ctx, s.c, 3, []any{nil, nil,
+		s.c.key().topic(topic), s.c.key().subs(channelID), s.c.key().channel(channelID), channelID, topic}))
+	if err != nil {
+		return false, wrap(op, err)
+	}
+	if n != 1 {
+		return false, wrap(op, notFound(channelID))
+	}
+	return true, nil
 }
 
 // Unsubscribe removes a channel from a topic, both directions in one

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
@@ -126,8 +127,9 @@ func TestScriptsHaveHeaderContracts(t *testing.T) {
 		name := strings.TrimSuffix(path.Base(f), ".lua")
 		assert.True(t, registered[name], "%s is not in the registry", f)
 		src, _ := fs.ReadFile(scriptFS, f)
-		text := string(src)
-		assert.True(t, strings.HasPrefix(text, "-- "+name+".lua: "), "%s starts with what it does", f)
+		shebang, text, _ := strings.Cut(string(src), "\n")
+		assert.True(t, strings.HasPrefix(shebang, "#!lua"), "%s starts with a #!lua line, so that Redis 7 applies its flags", f)
+		assert.True(t, strings.HasPrefix(text, "-- "+name+".lua: "), "%s says what it does after its #!lua line", f)
 		assert.Regexp(t, keysRE, text, "%s lists KEYS", f)
 		assert.Regexp(t, argvRE, text, "%s lists ARGV", f)
 		assert.Contains(t, text, "-- Returns: ", f)
@@ -142,13 +144,47 @@ func TestNoPoolIsAnErrorNotAPanic(t *testing.T) {
 		assert.ErrorContains(t, cs.AddChannel(ctx, Channel{ChannelID: "c1"}), "no pool", name)
 		assert.ErrorContains(t, cs.RemoveChannels(ctx, nil), "no pool", name)
 		assert.ErrorContains(t, cs.RemoveChannels(ctx, []string{"c1"}), "no pool", name)
+		_, err := cs.SweepExpired(ctx)
+		assert.ErrorContains(t, err, "no pool", name)
 		assert.NoError(t, cs.Close(), name)
 	}
+	ttl := NewChannelStore(nil, WithChannelTTL(time.Second))
+	assert.ErrorContains(t, ttl.AddChannel(ctx, Channel{ChannelID: "c1"}), "no pool")
+	_, err := ttl.TouchChannels(ctx, "c1")
+	assert.ErrorContains(t, err, "no pool")
 	var hs EventHubStore
-	_, err := hs.Subscribe(ctx, "t", "c1")
+	_, err = hs.Subscribe(ctx, "t", "c1")
+	assert.ErrorContains(t, err, "no pool")
+	_, err = NewEventHubStore(nil, WithRequireChannel()).Subscribe(ctx, "t", "c1")
+	assert.ErrorContains(t, err, "no pool")
+	_, err = hs.Repair(ctx, RepairOptions{ChannelsKeptByChannelStore: true})
 	assert.ErrorContains(t, err, "no pool")
 	var typed Typed[int, int]
 	_, err = typed.GetChannelAndSession(ctx, "c1")
 	assert.ErrorContains(t, err, "NewTyped")
 	assert.ErrorContains(t, typed.AddChannel(ctx, "c1", "n", 1), "NewTyped")
+}
+
+// Every script declares its flags (Redis 7 reads them from the #!lua
+// line): scripts that add data have none, so Redis refuses them under
+// maxmemory before they run instead of failing them half way; scripts
+// that only delete are allow-oom, so that a full Redis can still be
+// cleaned. touch_channels is allow-oom on purpose (see its header): it
+// only moves deadlines of live channels.
+func TestScriptFlags(t *testing.T) {
+	want := map[string]string{
+		"subscribe": "#!lua", "set_channel_field": "#!lua", "add_channel": "#!lua",
+		"unsubscribe": "#!lua flags=allow-oom", "remove_channels": "#!lua flags=allow-oom",
+		"sweep_expired": "#!lua flags=allow-oom", "repair_set": "#!lua flags=allow-oom",
+		"touch_channels": "#!lua flags=allow-oom",
+	}
+	grows := regexp.MustCompile(`redis\.call\('(SADD|HSET|ZADD|SET|LPUSH|RPUSH|HSETNX)'`)
+	require.Len(t, allScripts, len(want))
+	for _, s := range allScripts {
+		first, body, _ := strings.Cut(s.src, "\n")
+		assert.Equal(t, want[s.name], first, s.name)
+		if strings.Contains(first, "allow-oom") && s.name != "touch_channels" {
+			assert.NotRegexp(t, grows, body, "%s is allow-oom but adds data", s.name)
+		}
+	}
 }

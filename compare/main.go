@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/pikkujs/pikkuredis"
+	"github.com/pikkujs/pikkuredis/internal/redisurl"
 )
 
 type config struct {
@@ -168,7 +169,7 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "compare: %s; Redis at %s, keys under %s:*\n", m.oneLine(), srv.url, base)
+	fmt.Fprintf(os.Stderr, "compare: %s; Redis at %s, keys under %s:*\n", m.oneLine(), redisurl.Redact(srv.url), base)
 
 	r := &runner{cfg: cfg, srv: srv, g: g, node: node, lim: lim, goPrefix: goPrefix, tsPrefix: tsPrefix, removeRate: map[string]float64{}}
 	var runs []*runResults

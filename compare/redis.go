@@ -11,6 +11,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/pikkujs/pikkuredis/internal/redisserver"
+	"github.com/pikkujs/pikkuredis/internal/redisurl"
 )
 
 // server is the Redis every measurement runs against, with one plain
@@ -27,6 +28,11 @@ type server struct {
 // random prefix and never flushes anything.
 func openServer(ctx context.Context, rawURL string) (*server, error) {
 	s := &server{url: rawURL}
+	// Checked here: redigo's own errors for a bad URL quote it whole,
+	// password included.
+	if err := redisurl.Check(rawURL); rawURL != "" && err != nil {
+		return nil, fmt.Errorf("-redis: %w", err)
+	}
 	if rawURL == "" {
 		rs, err := redisserver.Start()
 		if err != nil {
@@ -37,7 +43,7 @@ func openServer(ctx context.Context, rawURL string) (*server, error) {
 	c, err := redis.DialURLContext(ctx, s.url, redis.DialConnectTimeout(5*time.Second))
 	if err != nil {
 		s.close()
-		return nil, fmt.Errorf("connect to %s: %w", s.url, err)
+		return nil, fmt.Errorf("connect to %s: %w", redisurl.Redact(s.url), err)
 	}
 	s.admin = c
 	return s, nil
@@ -284,7 +290,7 @@ func (s *server) deleteKeys(ctx context.Context, base string) error {
 func (s *server) benchmarkArgs() ([]string, error) {
 	u, err := url.Parse(s.url)
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", s.url, err)
+		return nil, fmt.Errorf("invalid redis URL %q", redisurl.Redact(s.url)) // Check passed: not reached
 	}
 	port := u.Port()
 	if port == "" {

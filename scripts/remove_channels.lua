@@ -1,13 +1,16 @@
+#!lua flags=allow-oom
 -- remove_channels.lua: remove channels and every trace of them. Per channel,
 -- atomically: remove the channel id from every topic set named in its subs
--- set, delete the subs set, delete the channel hash.
+-- set, delete the subs set, delete the channel hash, drop its lease.
 --
 -- KEYS[2i-1]  {prefix}:channel:{channelId_i}  the channel hash, for i = 1..n
 -- KEYS[2i]    {prefix}:subs:{channelId_i}     the channel's topic set, for i = 1..n
 -- ARGV[1]     prefix: the topic set keys named in each subs set are built
---             inside the script as ARGV[1] .. ':topic:' .. topic and are not
---             declared in KEYS (on Redis Cluster the prefix must then be a
---             hash tag such as {pikku}, so that every key shares one slot)
+--             inside the script as ARGV[1] .. ':topic:' .. topic, and the
+--             lease set (see add_channel.lua) as ARGV[1] .. ':leases'; they
+--             are not declared in KEYS (on Redis Cluster the prefix must
+--             then be a hash tag such as {pikku}, so that every key shares
+--             one slot)
 -- ARGV[2]     budget: the most topic memberships one call removes, 0 for no
 --             limit; the channels are taken in order and the call stops
 --             before a channel that would go over it (the first channel is
@@ -30,6 +33,10 @@ if budget == nil or budget < 0 then
   return redis.error_reply('ERR remove_channels: budget must be a number >= 0, got ' .. ARGV[2])
 end
 local topicPrefix = ARGV[1] .. ':topic:'
+-- Dropped whether or not the store has a TTL, so that an id removed by a
+-- store without one cannot leave a lease behind that would later sweep a
+-- new channel of the same id. ZREM of a missing key creates nothing.
+local leasesKey = ARGV[1] .. ':leases'
 local work = 0
 for i = 1, n do
   local channelKey, subsKey, id = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i]
@@ -42,5 +49,6 @@ for i = 1, n do
   end
   work = work + #topics
   redis.call('DEL', channelKey, subsKey)
+  redis.call('ZREM', leasesKey, id)
 end
 return n

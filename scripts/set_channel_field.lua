@@ -1,3 +1,4 @@
+#!lua
 -- set_channel_field.lua: set or clear one of the fields that change while a
 -- channel is open (its user session, its Pikku user id, its state), only if
 -- the channel exists: a missing channel is left untouched, so no hash

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- unsubscribe.lua: unsubscribe a channel from a topic, removing both index
 -- directions in one atomic step.
 --

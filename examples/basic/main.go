@@ -20,6 +20,7 @@ import (
 
 	"github.com/pikkujs/pikkuredis"
 	"github.com/pikkujs/pikkuredis/internal/redisserver"
+	"github.com/pikkujs/pikkuredis/internal/redisurl"
 )
 
 func main() {
@@ -43,7 +44,7 @@ func run() error {
 		url = srv.URL
 		fmt.Println("started redis-server at", url)
 	} else {
-		fmt.Println("using REDIS_URL", url)
+		fmt.Println("using REDIS_URL", redisurl.Redact(url))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -25,7 +25,10 @@ var ErrNotInstalled = errors.New("redis-server is not on PATH (install it, e.g. 
 type Server struct {
 	Addr string // host:port
 	URL  string // redis://host:port
-	Dir  string // its working directory (log file redis.log)
+	// TLSURL is rediss://127.0.0.1:port of the TLS port of a server
+	// started by StartTLS; empty otherwise.
+	TLSURL string
+	Dir    string // its working directory (log file redis.log)
 
 	bin   string
 	port  int
@@ -65,6 +68,40 @@ func Start(extra ...string) (*Server, error) {
 	}
 	os.RemoveAll(dir)
 	return nil, fmt.Errorf("start redis-server: %w", lastErr)
+}
+
+// TLS names the PEM files of a TLS port: the server's certificate and key,
+// and the CA certificate redis-server checks client certificates against.
+type TLS struct {
+	CertFile, KeyFile, CAFile string
+}
+
+// StartTLS is Start with a TLS port too, on which clients need no
+// certificate of their own (--tls-auth-clients no); the server's TLSURL
+// names it. The plain port stays open, so that a test can look at what TLS
+// clients did without TLS.
+func StartTLS(files TLS, extra ...string) (*Server, error) {
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		s, err := Start(append([]string{
+			"--tls-port", strconv.Itoa(port),
+			"--tls-cert-file", files.CertFile,
+			"--tls-key-file", files.KeyFile,
+			"--tls-ca-cert-file", files.CAFile,
+			"--tls-auth-clients", "no",
+		}, extra...)...)
+		if err == nil {
+			s.TLSURL = "rediss://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			return s, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
 }
 
 func startOn(bin, dir string, port int, extra []string) (*Server, error) {

@@ -1,0 +1,133 @@
+package pikkuredis
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Leases (WithChannelTTL): a server that crashes never calls
+// RemoveChannels, so without them its channels and their subscriptions
+// would stay in Redis for ever. With a TTL, each channel has a deadline in
+// {prefix}:leases; live servers push it forward (TouchChannels) and any
+// server sweeps the channels past it (SweepExpired).
+
+// ttlMillis is a lease length as the scripts take it: whole milliseconds,
+// rounded up so that a sub-millisecond TTL is not zero.
+func ttlMillis(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// TouchChannels extends the leases of channels to the store's TTL from
+// now (Redis's clock): the heartbeat a server sends for its live sockets,
+// well within the TTL. It returns the ids, of those given, whose channel
+// no longer exists (it was swept or removed), writing nothing for them:
+// the server should close those sockets, or add the channels again. The
+// ids go in chunks of WithRemoveChunkSize, each one script call; on an
+// error the chunks before it were touched. The store needs WithChannelTTL.
+func (s *ChannelStore) TouchChannels(ctx context.Context, channelIDs ...string) (gone []string, err error) {
+	const op = "touch channels"
+	ttl := s.c.opts().channelTTL
+	if ttl <= 0 {
+		return nil, wrap(op, invalid("the store has no channel TTL: open it WithChannelTTL"))
+	}
+	for i, id := range channelIDs {
+		if id == "" {
+			return nil, wrap(op, invalid("empty channel id at index %d", i))
+		}
+	}
+	if err := s.c.usable(); err != nil || len(channelIDs) == 0 {
+		return nil, wrap(op, err)
+	}
+	ms := ttlMillis(ttl)
+	chunk := s.c.cfg.removeChunkSize
+	for done := 0; done < len(channelIDs); done += chunk {
+		ids := channelIDs[done:min(done+chunk, len(channelIDs))]
+		args := make([]any, 3, 3+2*len(ids)+1)
+		args[2] = s.c.key().leases()
+		for _, id := range ids {
+			args = append(args, s.c.key().channel(id))
+		}
+		args = append(args, ms)
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		g, err := redis.Strings(touchChannelsScript.run(ctx, s.c, 1+len(ids), args))
+		if err != nil {
+			return gone, wrap(op, fmt.Errorf("the first %d of %d ids were touched, the rest may not be: %w", done, len(channelIDs), err))
+		}
+		gone = append(gone, g...)
+	}
+	return gone, nil
+}
+
+// SweepExpired removes every channel whose lease has run out (by Redis's
+// clock), each with every trace of it as RemoveChannels removes it, and
+// returns how many it removed. It works in script calls of at most
+// WithRemoveChunkSize channels and ten times as many subscriptions, so
+// that no call holds Redis for long, until none is left or ctx ends. Any
+// number of servers may sweep the same prefix at once: each channel is
+// removed once. On an error, removed counts the channels removed before
+// it. Only channels added WithChannelTTL have leases; sweeping a prefix
+// that has none does nothing.
+func (s *ChannelStore) SweepExpired(ctx context.Context) (removed int, err error) {
+	const op = "sweep expired channels"
+	if err := s.c.usable(); err != nil {
+		return 0, wrap(op, err)
+	}
+	chunk := s.c.cfg.removeChunkSize
+	for {
+		reply, err := redis.Ints(sweepExpiredScript.run(ctx, s.c, 1, []any{nil, nil,
+			s.c.key().leases(), s.c.key().prefix, chunk, removeBudgetPerID * chunk}))
+		if err == nil && len(reply) != 2 {
+			err = fmt.Errorf("script %s replied with %d values, want 2", sweepExpiredScript.name, len(reply))
+		}
+		if err != nil {
+			return removed, wrap(op, err)
+		}
+		removed += reply[0]
+		if reply[1] == 0 {
+			return removed, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return removed, wrap(op, err)
+		}
+	}
+}
+
+// SweepExpiredEvery calls SweepExpired at once and then every interval
+// until ctx ends, and returns ctx's error (or ErrClosed once the store is
+// closed). report, if not nil, is called
+// after each sweep with what it removed and its error; an error does not
+// stop the loop (Redis may be back by the next tick). Run it in its own
+// goroutine on one or more servers:
+//
+//	go store.SweepExpiredEvery(ctx, 10*time.Second, nil)
+//
+// A crashed server's channels then go within the TTL plus one interval.
+func (s *ChannelStore) SweepExpiredEvery(ctx context.Context, interval time.Duration, report func(removed int, err error)) error {
+	if interval <= 0 {
+		return wrap("sweep expired channels", invalid("interval must be > 0, got %v", interval))
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := s.SweepExpired(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == ErrClosed {
+			return err
+		}
+		if report != nil {
+			report(n, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

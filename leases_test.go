@@ -1,0 +1,279 @@
+package pikkuredis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pikkujs/pikkuredis"
+)
+
+// leaseScores returns the lease set: channel id -> deadline (ms).
+func leaseScores(t *testing.T, c redis.Conn, prefix string) map[string]int64 {
+	t.Helper()
+	m, err := redis.Int64Map(c.Do("ZRANGE", prefix+":leases", 0, -1, "WITHSCORES"))
+	require.NoError(t, err)
+	return m
+}
+
+// A crashed server's channels go, with their topic memberships, within one
+// TTL plus one sweep interval, while a live server's touched channels
+// survive: two servers on one prefix, one stops touching (it "crashes"),
+// the other touches its channels and runs the sweeper.
+func TestLeasesCrashedServersChannelsAreSwept(t *testing.T) {
+	const (
+		ttl      = time.Second
+		interval = 250 * time.Millisecond
+		touch    = ttl / 5
+		// Scheduling slack on a loaded 2-core machine: a bound on
+		// correctness, not a measure of speed.
+		slack = 750 * time.Millisecond
+	)
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			live, liveHub, prefix := open(t, pikkuredis.WithChannelTTL(ttl))
+			crashed, err := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithChannelTTL(ttl))
+			require.NoError(t, err)
+			crashedHub, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+			require.NoError(t, err)
+			ctx := ctxT(t)
+
+			var liveIDs, crashedIDs []string
+			for i := 0; i < 40; i++ {
+				liveIDs = append(liveIDs, fmt.Sprintf("live-%d", i))
+				crashedIDs = append(crashedIDs, fmt.Sprintf("crashed-%d", i))
+			}
+			add := func(cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, ids []string) {
+				for i, id := range ids {
+					require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: "chat"}))
+					for _, topic := range []string{"all", fmt.Sprintf("t%d", i%4)} {
+						_, err := hs.Subscribe(ctx, topic, id)
+						require.NoError(t, err)
+					}
+				}
+			}
+			add(live, liveHub, liveIDs)
+			add(crashed, crashedHub, crashedIDs)
+			// The crash: no RemoveChannels, no more touches.
+			crashedAt := time.Now()
+			crashed.Close()
+			crashedHub.Close()
+
+			sweepCtx, stopSweeping := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			var sweepErrs []error
+			var swept int
+			var mu sync.Mutex
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				err := live.SweepExpiredEvery(sweepCtx, interval, func(n int, err error) {
+					mu.Lock()
+					defer mu.Unlock()
+					swept += n
+					if err != nil {
+						sweepErrs = append(sweepErrs, err)
+					}
+				})
+				assert.ErrorIs(t, err, context.Canceled)
+			}()
+			go func() { // the live server's heartbeat
+				defer wg.Done()
+				tick := time.NewTicker(touch)
+				defer tick.Stop()
+				for {
+					select {
+					case <-sweepCtx.Done():
+						return
+					case <-tick.C:
+					}
+					gone, err := live.TouchChannels(sweepCtx, liveIDs...)
+					if sweepCtx.Err() == nil {
+						assert.NoError(t, err)
+						assert.Empty(t, gone, "a live channel was swept")
+					}
+				}
+			}()
+
+			time.Sleep(time.Until(crashedAt.Add(ttl + interval + slack)))
+			c := dialRaw(t)
+			defer c.Close()
+			ids, err := liveHub.GetChannelIDsForTopic(ctx, "all")
+			require.NoError(t, err)
+			assert.ElementsMatch(t, liveIDs, ids, "only the live channels are left in the topic")
+			for _, id := range crashedIDs {
+				_, err := live.GetChannelAndSession(ctx, id)
+				assert.ErrorIs(t, err, pikkuredis.ErrChannelNotFound, id)
+				n, err := redis.Int(c.Do("EXISTS", prefix+":subs:"+id))
+				require.NoError(t, err)
+				assert.Zero(t, n, "subs set of %s", id)
+			}
+			for _, id := range liveIDs {
+				_, err := live.GetChannelAndSession(ctx, id)
+				assert.NoError(t, err, id)
+			}
+			stopSweeping()
+			wg.Wait()
+			assert.Empty(t, sweepErrs)
+			assert.Equal(t, len(crashedIDs), swept, "the sweeper reports what it removed")
+			leases := leaseScores(t, c, prefix)
+			assert.Len(t, leases, len(liveIDs), "only the live channels have leases")
+			assertIndexesAgree(t, prefix)
+
+			require.NoError(t, live.RemoveChannels(ctx, liveIDs))
+			assert.Empty(t, scanKeys(t, c, prefix), "RemoveChannels drops the leases too")
+		})
+	}
+}
+
+func TestTouchChannels(t *testing.T) {
+	cs, hs, prefix := stores(t, pikkuredis.WithChannelTTL(time.Hour), pikkuredis.WithRemoveChunkSize(3))
+	ctx := ctxT(t)
+	c := dialRaw(t)
+	defer c.Close()
+	var ids []string
+	for i := 0; i < 10; i++ {
+		id := fmt.Sprintf("c%d", i)
+		ids = append(ids, id)
+		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id}))
+	}
+	before := leaseScores(t, c, prefix)
+	require.Len(t, before, 10)
+	for _, d := range before {
+		assert.InDelta(t, time.Now().Add(time.Hour).UnixMilli(), d, 10_000, "AddChannel gives a lease of the TTL")
+	}
+	require.NoError(t, cs.RemoveChannels(ctx, ids[:2]))
+	_, err := hs.Subscribe(ctx, "news", "never-added")
+	require.NoError(t, err)
+
+	time.Sleep(5 * time.Millisecond)
+	gone, err := cs.TouchChannels(ctx, append(ids, "never-added")...)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"c0", "c1", "never-added"}, gone, "the ids whose channel is gone, in order, over several chunks")
+	after := leaseScores(t, c, prefix)
+	assert.Len(t, after, 8, "no lease is made for a gone channel")
+	for id, d := range after {
+		assert.Greater(t, d, before[id], "lease of %s extended", id)
+	}
+
+	gone, err = cs.TouchChannels(ctx)
+	assert.NoError(t, err)
+	assert.Empty(t, gone)
+	_, err = cs.TouchChannels(ctx, "c3", "")
+	assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument)
+	assert.ErrorContains(t, err, "index 1")
+	assert.Equal(t, after, leaseScores(t, c, prefix), "bad input writes nothing")
+
+	plain, _, _ := stores(t)
+	_, err = plain.TouchChannels(ctx, "c3")
+	assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument)
+	assert.ErrorContains(t, err, "WithChannelTTL")
+}
+
+// Without WithChannelTTL nothing but the @pikku/redis layout is written,
+// and SweepExpired finds nothing to do.
+func TestWithoutTTLNoLeaseIsWritten(t *testing.T) {
+	cs, hs, prefix := stores(t)
+	ctx := ctxT(t)
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
+	_, err := hs.Subscribe(ctx, "news", "c1")
+	require.NoError(t, err)
+	n, err := cs.SweepExpired(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	c := dialRaw(t)
+	defer c.Close()
+	assert.ElementsMatch(t, []string{prefix + ":channel:c1", prefix + ":subs:c1", prefix + ":topic:news"}, scanKeys(t, c, prefix))
+}
+
+// SweepExpired removes expired channels in bounded chunks, all of them,
+// with every subscription; a channel touched before its deadline stays.
+func TestSweepExpiredRemovesEveryExpiredChannel(t *testing.T) {
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			const ttl = 300 * time.Millisecond
+			cs, hs, prefix := open(t, pikkuredis.WithChannelTTL(ttl), pikkuredis.WithRemoveChunkSize(7))
+			ctx := ctxT(t)
+			ids := populateWith(t, cs, hs, 45, 3)
+			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "kept"}))
+			_, err := hs.Subscribe(ctx, "t0", "kept")
+			require.NoError(t, err)
+
+			n, err := cs.SweepExpired(ctx)
+			require.NoError(t, err)
+			assert.Zero(t, n, "nothing has expired yet")
+
+			deadline := time.Now().Add(ttl)
+			for time.Now().Before(deadline.Add(ttl)) {
+				gone, err := cs.TouchChannels(ctx, "kept")
+				require.NoError(t, err)
+				require.Empty(t, gone)
+				time.Sleep(ttl / 6)
+			}
+			n, err = cs.SweepExpired(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, len(ids), n, "every expired channel, over several script calls of 7")
+			n, err = cs.SweepExpired(ctx)
+			require.NoError(t, err)
+			assert.Zero(t, n, "a second sweep finds nothing")
+
+			members, err := hs.GetChannelIDsForTopic(ctx, "t0")
+			require.NoError(t, err)
+			assert.Equal(t, []string{"kept"}, members)
+			c := dialRaw(t)
+			defer c.Close()
+			assert.ElementsMatch(t, []string{prefix + ":channel:kept", prefix + ":subs:kept", prefix + ":topic:t0", prefix + ":leases"}, scanKeys(t, c, prefix))
+			assertIndexesAgree(t, prefix)
+		})
+	}
+}
+
+// populateWith adds n channels, each subscribed to subs topics of t0..t4.
+func populateWith(t *testing.T, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, n, subs int) []string {
+	t.Helper()
+	ctx := ctxT(t)
+	var ids []string
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("c%d", i)
+		ids = append(ids, id)
+		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id}))
+		for j := 0; j < subs; j++ {
+			_, err := hs.Subscribe(ctx, fmt.Sprintf("t%d", (i+j)%5), id)
+			require.NoError(t, err)
+		}
+	}
+	return ids
+}
+
+func TestSweepExpiredEveryStops(t *testing.T) {
+	cs, _, _ := stores(t, pikkuredis.WithChannelTTL(time.Second))
+	err := cs.SweepExpiredEvery(context.Background(), 0, nil)
+	assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	sweeps := 0
+	err = cs.SweepExpiredEvery(ctx, 20*time.Millisecond, func(n int, err error) {
+		assert.NoError(t, err)
+		sweeps++
+	})
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Greater(t, sweeps, 1, "it swept at once and then on each tick")
+
+	require.NoError(t, cs.Close())
+	done := make(chan error, 1)
+	go func() { done <- cs.SweepExpiredEvery(context.Background(), 10*time.Millisecond, nil) }()
+	select {
+	case err := <-done:
+		assert.True(t, errors.Is(err, pikkuredis.ErrClosed), "got %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("SweepExpiredEvery kept running on a closed store")
+	}
+}

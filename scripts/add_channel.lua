@@ -1,0 +1,33 @@
+#!lua
+-- add_channel.lua: store a channel hash and its lease in one step, for
+-- stores with a channel TTL (WithChannelTTL). The lease deadline comes from
+-- the server's clock (TIME), so that servers with skewed clocks agree on
+-- when a channel expires. Stores without a TTL write the hash with one
+-- HSET and no lease.
+--
+-- KEYS[1]  {prefix}:channel:{channelId}  the channel hash
+-- KEYS[2]  {prefix}:leases               sorted set: channel id -> lease deadline (ms since the Unix epoch, server time)
+-- ARGV[1]  channelId
+-- ARGV[2]  channelName
+-- ARGV[3]  openingData (JSON text)
+-- ARGV[4]  createdAt (ms since the Unix epoch, decimal text, the caller's clock as in @pikku/redis)
+-- ARGV[5]  ttl: lease length in milliseconds, an integer >= 1
+--
+-- Returns: the lease deadline, in ms since the Unix epoch. An existing
+-- channel keeps its session, Pikku user id and state, and gets the new
+-- lease.
+--
+-- Example:
+--   redis-cli --eval scripts/add_channel.lua pikku:channel:c1 pikku:leases , c1 chat '{}' 1767225600000 30000
+if #KEYS ~= 2 or #ARGV ~= 5 then
+  return redis.error_reply('ERR add_channel: expected 2 keys and 5 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+end
+local ttl = tonumber(ARGV[5])
+if ttl == nil or ttl < 1 or ttl ~= math.floor(ttl) then
+  return redis.error_reply('ERR add_channel: ttl must be an integer number of ms >= 1, got ' .. ARGV[5])
+end
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
+redis.call('HSET', KEYS[1], 'channelId', ARGV[1], 'channelName', ARGV[2], 'openingData', ARGV[3], 'createdAt', ARGV[4])
+redis.call('ZADD', KEYS[2], string.format('%d', deadline), ARGV[1])
+return deadline
