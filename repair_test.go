@@ -165,17 +165,12 @@ func TestRepairNeverTouchesLiveChannels(t *testing.T) {
 	orphanedByTypeScript(t, c, prefix, orphans...)
 
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
+	writersDone := make(chan struct{})
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for i := 0; i < 150; i++ {
 				id := fmt.Sprintf("live-%d-%d", g, i)
 				if !assert.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id})) {
 					return
@@ -189,16 +184,21 @@ func TestRepairNeverTouchesLiveChannels(t *testing.T) {
 			}
 		}()
 	}
-	total := 0
-	for i := 0; i < 5; i++ {
-		r, _ := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true, MaxSets: 10})
+	go func() { wg.Wait(); close(writersDone) }()
+	total, rounds := 0, 0
+	for running := true; running || rounds == 0; rounds++ {
+		select {
+		case <-writersDone:
+			running = false
+		default:
+		}
+		r, _ := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true, MaxSets: 50})
 		total += r.Removed
 		for _, o := range r.Orphans {
 			assert.NotContains(t, o.ChannelID, "live-", "Repair removed a live channel's subscription")
 		}
 	}
-	close(stop)
-	wg.Wait()
+	t.Logf("%d repair rounds while channels were added", rounds)
 	assert.Equal(t, 100, total, "every orphaned subscription, once")
 	for j := 0; j < 5; j++ {
 		members, err := hs.GetChannelIDsForTopic(ctx, fmt.Sprintf("t%d", j))

@@ -320,8 +320,8 @@ func TestReadmeACLLineIsLeastPrivilege(t *testing.T) {
 	assert.Less(t, slices.Index(rules, "-@all"), slices.Index(rules, "+"+granted[0]), "-@all before any grant")
 	want := []string{
 		"ping", "hset", "hget", "hmget", "smembers", "sscan", "evalsha", "eval", "script|load", // the stores
-		"sadd", "srem", "scard", "del", "hexists", "hdel", // the scripts
-		"exists", "zadd", "zrem", "zrangebyscore", "zscore", "time", // leases
+		"sadd", "srem", "scard", "sismember", "del", "hexists", "hdel", // the scripts
+		"zadd", "zrem", "zrangebyscore", "time", // leases
 	}
 	assert.ElementsMatch(t, want, granted, "no +scan (Repair runs as another user), no bare +script, no categories")
 }
@@ -521,6 +521,81 @@ func tenantDoesEverything(t *testing.T, ctx context.Context, cs *pikkuredis.Chan
 	keys, err := redis.Strings(admin.Do("KEYS", prefix+":*"))
 	require.NoError(t, err)
 	assert.Empty(t, keys, "RemoveChannels left nothing")
+}
+
+// TestACLUserLeasesAndRepair: the README's line covers leases,
+// WithRequireChannel and, for a maintenance user with +scan, Repair; and
+// with another tenant's prefix each of them is refused and writes nothing.
+func TestACLUserLeasesAndRepair(t *testing.T) {
+	const pw = "lease-pw-9d02"
+	prefixA, prefixB := randomPrefix(t)+"-a", randomPrefix(t)+"-b"
+	srv, admin := aclRedis(t, pw, map[string]string{"tenant-a": prefixA, "tenant-b": prefixB})
+	args := append(readmeACLLine(t, "maintenance-a", pw, prefixA), "+scan")
+	_, err := admin.Do(args[0], toAny(args[1:])...)
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	opts := []pikkuredis.Option{pikkuredis.WithChannelTTL(50 * time.Millisecond), pikkuredis.WithRequireChannel()}
+	open := func(user, prefix string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+		return openBoth(t, userURL(srv, user, pw), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)...)
+	}
+
+	// Tenant B's channel, with a lease that has run out.
+	bcs, bhs := open("tenant-b", prefixB)
+	require.NoError(t, bcs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "b1"}))
+	_, err = bhs.Subscribe(ctx, "news", "b1")
+	require.NoError(t, err)
+	_, err = bhs.Subscribe(ctx, "news", "b-gone")
+	assert.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
+	time.Sleep(100 * time.Millisecond)
+
+	// Tenant A on its own prefix.
+	cs, hs := open("tenant-a", prefixA)
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "a1"}))
+	_, err = hs.Subscribe(ctx, "news", "a1")
+	require.NoError(t, err)
+	gone, err := cs.TouchChannels(ctx, "a1", "a-gone")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a-gone"}, gone)
+	time.Sleep(100 * time.Millisecond)
+	n, err := cs.SweepExpired(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "a1 expired")
+	_, err = hs.Repair(ctx, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true})
+	require.Error(t, err, "Repair needs SCAN, which the servers' user lacks")
+	assert.Contains(t, err.Error(), "NOPERM")
+
+	// Tenant A with B's prefix: refused, nothing written; B's expired
+	// channel is still there.
+	before := dumpAll(t, admin)
+	xcs, xhs := open("tenant-a", prefixB)
+	for name, call := range map[string]func() error{
+		"AddChannel":    func() error { return xcs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "b1"}) },
+		"TouchChannels": func() error { _, err := xcs.TouchChannels(ctx, "b1"); return err },
+		"SweepExpired":  func() error { _, err := xcs.SweepExpired(ctx); return err },
+		"Subscribe":     func() error { _, err := xhs.Subscribe(ctx, "news", "b1"); return err },
+	} {
+		err := call()
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), "NOPERM", name)
+	}
+	assert.Equal(t, before, dumpAll(t, admin), "no key changed, none added")
+
+	// The maintenance user repairs A's prefix only: b-orphan is an orphan
+	// in B's topic, out of its reach.
+	_, err = admin.Do("SADD", prefixA+":topic:news", "a-orphan")
+	require.NoError(t, err)
+	_, err = admin.Do("SADD", prefixB+":topic:news", "b-orphan")
+	require.NoError(t, err)
+	mhs, err := pikkuredis.OpenEventHubStore(userURL(srv, "maintenance-a", pw), pikkuredis.WithKeyPrefix(prefixA))
+	require.NoError(t, err)
+	defer mhs.Close()
+	r, err := mhs.Repair(ctx, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true})
+	require.NoError(t, err)
+	assert.True(t, r.Done)
+	assert.Equal(t, []pikkuredis.Subscription{{Topic: "news", ChannelID: "a-orphan"}}, r.Orphans)
+	ok, err := redis.Bool(admin.Do("SISMEMBER", prefixB+":topic:news", "b-orphan"))
+	require.NoError(t, err)
+	assert.True(t, ok)
 }
 
 // TestACLDialOptionsNeedMore checks the README's notes on the line: a
