@@ -146,8 +146,15 @@ func startFaultServer(t *testing.T, extra ...string) *redisserver.Server {
 
 func newFaultRig(t *testing.T, srv *redisserver.Server, b faultBackend) *faultRig {
 	t.Helper()
-	r := &faultRig{t: t, srv: srv, backend: b, prefix: "pikkuredis-fault", client: "pikkuredis-fault"}
-	r.baseline = runtime.NumGoroutine()
+	return newFaultRigOn(t, srv, b, "pikkuredis-fault", runtime.NumGoroutine())
+}
+
+// newFaultRigOn opens b's stores under prefix (also their connections'
+// name); finish checks that the goroutines are back to baseline (-1: it
+// does not).
+func newFaultRigOn(t *testing.T, srv *redisserver.Server, b faultBackend, prefix string, baseline int) *faultRig {
+	t.Helper()
+	r := &faultRig{t: t, srv: srv, backend: b, prefix: prefix, client: prefix, baseline: baseline}
 	r.cs, r.hs, r.close = b.open(t, srv.URL, r.prefix, r.client)
 	t.Cleanup(func() {
 		if !r.closed {
@@ -194,7 +201,9 @@ func (r *faultRig) finish() {
 	assert.Empty(t, scanKeys(t, c, r.prefix), "keys left after removing every channel")
 	r.closed = true
 	require.NoError(t, r.close())
-	waitForGoroutines(t, r.baseline)
+	if r.baseline >= 0 {
+		waitForGoroutines(t, r.baseline)
+	}
 }
 
 // info returns the fields of an INFO section.
@@ -600,7 +609,9 @@ type mixedLoad struct {
 	bad      []string // unaccepted errors, wrong answers, late calls, panics
 	nBad     int
 	noscript int // errors that mention NOSCRIPT
-	excused  int // late or deadline-failed calls the process's own stalls explain
+	// Calls late, or failed on their deadline outside a window, by no
+	// more than the test process's own stalls explain.
+	excusedLate, excusedDeadline int
 }
 
 // startLoad starts the mixed load of every operation of the rig's
@@ -695,7 +706,7 @@ func (l *mixedLoad) run(g int) {
 		stats[i].failedBy = map[string]int{}
 	}
 	var bad []string
-	nBad, noscript, excused := 0, 0, 0
+	nBad, noscript, excusedLate, excusedDeadline := 0, 0, 0, 0
 	report := func(format string, args ...any) {
 		nBad++
 		if len(bad) < 10 {
@@ -717,7 +728,8 @@ func (l *mixedLoad) run(g int) {
 		l.bad = append(l.bad, bad...)
 		l.nBad += nBad
 		l.noscript += noscript
-		l.excused += excused
+		l.excusedLate += excusedLate
+		l.excusedDeadline += excusedDeadline
 	}()
 	for i := 0; ; i++ {
 		select {
@@ -739,7 +751,7 @@ func (l *mixedLoad) run(g int) {
 		s.maxElapsed = max(s.maxElapsed, elapsed)
 		if late := elapsed - (l.cfg.timeout + l.cfg.slack); late > 0 {
 			if stalled := l.mon.during(start, end); stalled >= late {
-				excused++
+				excusedLate++
 			} else {
 				report("%s returned %v after it started, past its %v deadline (+%v slack); the test process stood still %v of that: %v",
 					opNames[op], elapsed.Round(time.Millisecond), l.cfg.timeout, l.cfg.slack, stalled, err)
@@ -775,7 +787,7 @@ func (l *mixedLoad) run(g int) {
 		// A deadline missed while the test process itself stood still
 		// for a tenth of it says nothing about the store.
 		if stalled := l.mon.during(start, end); isDeadline(err) && stalled >= l.cfg.timeout/10 {
-			excused++
+			excusedDeadline++
 			continue
 		}
 		where := "outside the fault windows"
@@ -829,8 +841,9 @@ func (l *mixedLoad) finish(t *testing.T) *mixedLoad {
 		lines = append(lines, fmt.Sprintf("  %-22s ok %6d  failed %5d %v  slowest %v",
 			opNames[op], s.ok, s.failed, classes, s.maxElapsed.Round(time.Millisecond)))
 	}
-	t.Logf("%d calls by %d goroutines, %v deadline each; the test process stood still up to %v at a time, which explains %d late or failed calls:\n%s",
-		total, loadGoroutines, l.cfg.timeout, l.mon.worst().Round(time.Millisecond), l.excused, strings.Join(lines, "\n"))
+	t.Logf("%d calls by %d goroutines, %v deadline each; the test process stood still up to %v at a time, "+
+		"which explains %d calls late and %d past their deadline outside a fault window:\n%s",
+		total, loadGoroutines, l.cfg.timeout, l.mon.worst().Round(time.Millisecond), l.excusedLate, l.excusedDeadline, strings.Join(lines, "\n"))
 	for _, b := range l.bad {
 		t.Error(b)
 	}
@@ -1279,4 +1292,102 @@ func dumpPrefix(t *testing.T, r *faultRig) map[string]string {
 		out[key] = typ + " " + strings.Join(items, " | ")
 	}
 	return out
+}
+
+// --- Soak ---
+
+// TestFaultSoak runs, when PIKKUREDIS_SOAK names a duration, the mixed
+// load on every backend at once (each on a prefix of its own, 64
+// goroutines each) for that long, against one server, with every fault
+// of this file injected in turn: kill -9 and restart, CLIENT KILL, SCRIPT
+// FLUSH, CLIENT PAUSE, DEBUG SLEEP, out of memory. Calls have 1 s
+// deadlines. In a fault's window a call may fail only with a lost
+// connection, its deadline, or (a write) OOM; between faults, not at all.
+// After each fault every backend must recover and pass a recovery round;
+// at the end the indexes agree, removing every channel leaves no key, and
+// no goroutine is left.
+func TestFaultSoak(t *testing.T) {
+	v := os.Getenv(soakEnv)
+	if v == "" {
+		t.Skipf("set %s to a duration (e.g. %s=5m) to run the soak", soakEnv, soakEnv)
+	}
+	d, err := time.ParseDuration(v)
+	require.NoError(t, err, "%s=%q", soakEnv, v)
+	srv := startFaultServer(t)
+	baseline := runtime.NumGoroutine()
+	var rigs []*faultRig
+	var loads []*mixedLoad
+	window := func(op int, err error) bool {
+		return isConnErr(err) || isDeadline(err) || (isWriteOp(op) && isOOM(err))
+	}
+	for i, b := range faultBackends {
+		r := newFaultRigOn(t, srv, b, fmt.Sprintf("pikkuredis-soak-%d", i), -1)
+		rigs = append(rigs, r)
+		loads = append(loads, r.startLoad(loadConfig{timeout: time.Second, slack: 500 * time.Millisecond,
+			policy: policy{window: window}}))
+	}
+	admin := func(cmd string, args ...any) any {
+		t.Helper()
+		reply, err := adminDo(srv.URL, cmd, args...)
+		require.NoError(t, err, "%s %v", cmd, args)
+		return reply
+	}
+	faults := []struct {
+		name   string
+		inject func() // returns once the fault is undone
+	}{
+		{"kill -9 and restart", func() {
+			srv.Kill()
+			time.Sleep(300 * time.Millisecond)
+			require.NoError(t, srv.Restart())
+		}},
+		{"CLIENT KILL TYPE normal", func() {
+			for k := 0; k < 5; k++ {
+				admin("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+				time.Sleep(40 * time.Millisecond)
+			}
+		}},
+		{"SCRIPT FLUSH every 2 ms", func() {
+			for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+				admin("SCRIPT", "FLUSH")
+				time.Sleep(2 * time.Millisecond)
+			}
+		}},
+		{"CLIENT PAUSE 1500 ALL", func() {
+			admin("CLIENT", "PAUSE", 1500, "ALL")
+			admin("PING")
+		}},
+		{"DEBUG SLEEP 1", func() { admin("DEBUG", "SLEEP", 1) }},
+		{"out of memory", func() {
+			used, err := strconv.Atoi(rigs[0].info("memory")["used_memory"])
+			require.NoError(t, err)
+			admin("CONFIG", "SET", "maxmemory-policy", "noeviction")
+			admin("CONFIG", "SET", "maxmemory", used+8<<20)
+			fillMemory(t, rigs[0])
+			time.Sleep(500 * time.Millisecond)
+			freeMemory(t, rigs[0])
+			admin("CONFIG", "SET", "maxmemory", 0)
+		}},
+	}
+	start := time.Now()
+	for round := 0; time.Since(start) < d && !t.Failed(); round++ {
+		f := faults[round%len(faults)]
+		for _, l := range loads {
+			l.openWindow()
+		}
+		f.inject()
+		for _, l := range loads {
+			l.settle(t, 200*time.Millisecond)
+		}
+		for _, r := range rigs {
+			freshRound(t, r)
+		}
+		time.Sleep(time.Second) // between faults, no call may fail
+		t.Logf("round %d (%v): %s, recovered", round, time.Since(start).Round(time.Second), f.name)
+	}
+	for i, l := range loads {
+		l.finish(t).requireRecovered(t)
+		rigs[i].finish()
+	}
+	waitForGoroutines(t, baseline)
 }
