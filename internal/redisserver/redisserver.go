@@ -195,6 +195,22 @@ func (s *Server) kill() {
 	<-done
 }
 
+// Pid returns the process id of the running server, or 0 after Kill
+// (until Restart); a restart changes it.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	select {
+	case <-s.done:
+		return 0
+	default:
+	}
+	return s.cmd.Process.Pid
+}
+
 // Kill kills the server with SIGKILL, as a crash or the OOM killer would:
 // no shutdown, no save. Its clients' connections break and its port
 // refuses connections until Restart. It returns once the process is gone;

@@ -46,9 +46,15 @@ func TestKillAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, url := s.Addr, s.URL
+	addr, url, pid := s.Addr, s.URL, s.Pid()
+	if pid <= 0 {
+		t.Fatalf("Pid() = %d for a running server", pid)
+	}
 
 	s.Kill()
+	if p := s.Pid(); p != 0 {
+		t.Fatalf("Pid() = %d after Kill, want 0", p)
+	}
 	if _, err := c.Do("PING"); err == nil {
 		t.Fatal("a connection to a killed server still answers")
 	}
@@ -59,6 +65,9 @@ func TestKillAndRestart(t *testing.T) {
 
 	if err := s.Restart(); err != nil {
 		t.Fatal(err)
+	}
+	if p := s.Pid(); p <= 0 || p == pid {
+		t.Fatalf("Pid() = %d after Restart, was %d", p, pid)
 	}
 	if s.Addr != addr || s.URL != url {
 		t.Fatalf("restarted on %s (%s), want %s (%s)", s.Addr, s.URL, addr, url)
