@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -276,4 +278,75 @@ func TestSweepExpiredEveryStops(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("SweepExpiredEvery kept running on a closed store")
 	}
+}
+
+// At maxmemory with noeviction, adding a channel with a lease is refused
+// before anything is written, while the lease heartbeat, the sweep and
+// Repair (which only move deadlines or delete) still run.
+func TestLeasesAndRepairUnderOOM(t *testing.T) {
+	srv := ownRedis(t)
+	ctx := ctxT(t)
+	admin := dialURL(t, srv.URL)
+	defer admin.Close()
+	opts := []pikkuredis.Option{pikkuredis.WithKeyPrefix("oom"), pikkuredis.WithChannelTTL(100 * time.Millisecond)}
+	cs, err := pikkuredis.OpenChannelStore(srv.URL, opts...)
+	require.NoError(t, err)
+	defer cs.Close()
+	hs, err := pikkuredis.OpenEventHubStore(srv.URL, opts...)
+	require.NoError(t, err)
+	defer hs.Close()
+	for _, id := range []string{"expiring", "live"} {
+		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id}))
+		_, err := hs.Subscribe(ctx, "news", id)
+		require.NoError(t, err)
+	}
+	_, err = hs.Subscribe(ctx, "news", "orphan")
+	require.NoError(t, err)
+
+	// Fill Redis past a maxmemory just above what it uses now.
+	info, err := redis.String(admin.Do("INFO", "memory"))
+	require.NoError(t, err)
+	var usedBytes int64
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			usedBytes, err = strconv.ParseInt(v, 10, 64)
+			require.NoError(t, err)
+		}
+	}
+	require.NotZero(t, usedBytes)
+	mustDo(t, admin, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	mustDo(t, admin, "CONFIG", "SET", "maxmemory", usedBytes+512*1024)
+	filler := strings.Repeat("x", 16*1024)
+	for i := 0; ; i++ {
+		_, err := admin.Do("SET", fmt.Sprintf("filler:%d", i), filler)
+		if err != nil {
+			require.ErrorContains(t, err, "OOM")
+			break
+		}
+		require.Less(t, i, 1000, "maxmemory never reached")
+	}
+	t.Cleanup(func() { admin.Do("CONFIG", "SET", "maxmemory", 0) })
+
+	before := dump(t, admin, "oom")
+	err = cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "new"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "OOM")
+	_, err = hs.Subscribe(ctx, "news", "new")
+	assert.ErrorContains(t, err, "OOM")
+	assert.Equal(t, before, dump(t, admin, "oom"), "refused writes wrote nothing")
+
+	time.Sleep(50 * time.Millisecond)
+	gone, err := cs.TouchChannels(ctx, "live")
+	require.NoError(t, err, "the heartbeat runs at maxmemory")
+	assert.Empty(t, gone)
+	time.Sleep(80 * time.Millisecond)
+	n, err := cs.SweepExpired(ctx)
+	require.NoError(t, err, "the sweep runs at maxmemory")
+	assert.Equal(t, 1, n)
+	r, err := hs.Repair(ctx, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true})
+	require.NoError(t, err, "Repair runs at maxmemory")
+	assert.Equal(t, []pikkuredis.Subscription{{Topic: "news", ChannelID: "orphan"}}, r.Orphans)
+	ids, err := hs.GetChannelIDsForTopic(ctx, "news")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"live"}, ids)
 }
