@@ -46,10 +46,11 @@ type conn struct {
 	keys   keys
 	cfg    config
 	closed atomic.Bool
+	done   chan struct{} // closed by close, for loops that wait between calls
 }
 
 func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
-	return &conn{pool: pool, owned: owned, keys: keys{prefix: cfg.prefix}, cfg: cfg}
+	return &conn{pool: pool, owned: owned, keys: keys{prefix: cfg.prefix}, cfg: cfg, done: make(chan struct{})}
 }
 
 // openConn is the conn of a store opened from a URL: auto-pipelined by
@@ -61,7 +62,9 @@ func openConn(rawURL string, opts []Option) (*conn, error) {
 		return nil, err
 	}
 	if cfg.pipelineConns > 0 {
-		return &conn{lanes: newLanes(cfg.pipelineConns, dial), keys: keys{prefix: cfg.prefix}, cfg: cfg}, nil
+		c := newConn(nil, nil, cfg)
+		c.lanes = newLanes(cfg.pipelineConns, dial)
+		return c, nil
 	}
 	p := openPool(dial, cfg)
 	return newConn(p, p, cfg), nil
@@ -74,6 +77,15 @@ func (c *conn) key() keys {
 		return keys{}
 	}
 	return c.keys
+}
+
+// closing is closed when the store is; never for a zero-value store,
+// whose calls fail at once instead.
+func (c *conn) closing() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.done
 }
 
 // opts is the store's configuration; a zero config for a zero-value
@@ -189,6 +201,7 @@ func (c *conn) close() error {
 	if c == nil || !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	close(c.done)
 	if c.lanes != nil {
 		c.lanes.close()
 	}

@@ -243,10 +243,10 @@ func TestReadmeScriptSnippetsRun(t *testing.T) {
 	defer c.Close()
 	cli := needRedisCLI(t)
 	// In the order a channel lives: add it with a lease, subscribe, set a
-	// field, touch its lease, repair its topic, unsubscribe, remove,
-	// sweep.
-	order := map[string]int{"add_channel": 0, "subscribe": 1, "set_channel_field": 2, "touch_channels": 3,
-		"repair_set": 4, "unsubscribe": 5, "remove_channels": 6, "sweep_expired": 7}
+	// field, clear it, touch its lease, repair its topic, unsubscribe,
+	// remove, sweep.
+	order := map[string]int{"add_channel": 0, "subscribe": 1, "set_channel_field": 2, "clear_channel_field": 3,
+		"touch_channels": 4, "repair_set": 5, "unsubscribe": 6, "remove_channels": 7, "sweep_expired": 8}
 	hs := scriptHeaders(t)
 	examples := make([]string, len(order))
 	for _, h := range hs {

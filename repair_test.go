@@ -131,9 +131,9 @@ func TestRepairRemovesOrphanedSubscriptions(t *testing.T) {
 			assert.Equal(t, len(want), got.Removed)
 			assert.Equal(t, sortSubs(want), sortSubs(got.Orphans))
 			// 5 topic sets and 20 live subs sets, and never-added's topic
-			// and subs set: the repair of either removes the other, unless
-			// SCAN listed both in one page.
-			assert.Contains(t, []int{26, 27}, got.SetsExamined)
+			// or subs set: the repair of either removes the other.
+			// (SCAN may also list a key twice while keys are deleted.)
+			assert.GreaterOrEqual(t, got.SetsExamined, 26)
 
 			for i := 0; i < 5; i++ {
 				members, err := hs.GetChannelIDsForTopic(ctx, fmt.Sprintf("t%d", i))

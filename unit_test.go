@@ -166,14 +166,15 @@ func TestNoPoolIsAnErrorNotAPanic(t *testing.T) {
 }
 
 // Every script declares its flags (Redis 7 reads them from the #!lua
-// line): scripts that add data have none, so Redis refuses them under
-// maxmemory before they run instead of failing them half way; scripts
-// that only delete are allow-oom, so that a full Redis can still be
-// cleaned. touch_channels is allow-oom on purpose (see its header): it
-// only moves deadlines of live channels.
+// line): scripts that add data have none, so Redis refuses them as a whole
+// at maxmemory, before they run, whatever commands they call in whatever
+// order; scripts that only delete are allow-oom, so that a full Redis can
+// still be cleaned. touch_channels is allow-oom on purpose (see its
+// header): it writes at most one lease entry per live channel.
 func TestScriptFlags(t *testing.T) {
 	want := map[string]string{
 		"subscribe": "#!lua", "set_channel_field": "#!lua", "add_channel": "#!lua",
+		"clear_channel_field": "#!lua flags=allow-oom",
 		"unsubscribe": "#!lua flags=allow-oom", "remove_channels": "#!lua flags=allow-oom",
 		"sweep_expired": "#!lua flags=allow-oom", "repair_set": "#!lua flags=allow-oom",
 		"touch_channels": "#!lua flags=allow-oom",

@@ -43,12 +43,14 @@ for i = 1, n do
   if budget > 0 and i > 1 and work + redis.call('SCARD', subsKey) > budget then
     return i - 1
   end
+  -- The lease first: a user whose ACL lacks ZREM is refused here, before
+  -- anything of the channel is deleted.
+  redis.call('ZREM', leasesKey, id)
   local topics = redis.call('SMEMBERS', subsKey)
   for _, topic in ipairs(topics) do
     redis.call('SREM', topicPrefix .. topic, id)
   end
   work = work + #topics
   redis.call('DEL', channelKey, subsKey)
-  redis.call('ZREM', leasesKey, id)
 end
 return n
