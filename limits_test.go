@@ -224,3 +224,48 @@ func smallCalls(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkuredis
 		}
 	}
 }
+
+// BenchmarkLargeValue: a value of 1, 16 and 64 MiB written and read back,
+// as opening data (AddChannel, GetChannelAndSession: HSET and HMGET) and as
+// a state (SetState, GetState: a script and HGET), on an auto-pipelined
+// store. MB/s counts the bytes written and read.
+//
+//	go test -run '^$' -bench LargeValue -benchtime 5x .
+func BenchmarkLargeValue(b *testing.B) {
+	for _, mib := range []int{1, 16, 64} {
+		size := mib << 20
+		value := map[string]any{"blob": payloadText(size - len(`{"blob":""}`))}
+		ops := map[string]func(ctx context.Context, cs *pikkuredis.ChannelStore) (int, error){
+			"opening data": func(ctx context.Context, cs *pikkuredis.ChannelStore) (int, error) {
+				if err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "big", OpeningData: value}); err != nil {
+					return 0, err
+				}
+				got, err := cs.GetChannelAndSession(ctx, "big")
+				return len(got.OpeningData), err
+			},
+			"state": func(ctx context.Context, cs *pikkuredis.ChannelStore) (int, error) {
+				if err := cs.SetState(ctx, "big", value); err != nil {
+					return 0, err
+				}
+				got, _, err := cs.GetState(ctx, "big")
+				return len(got), err
+			},
+		}
+		for _, name := range []string{"opening data", "state"} {
+			b.Run(fmt.Sprintf("%s/%dMiB", name, mib), func(b *testing.B) {
+				cs, _, _ := openStores(b)
+				ctx := context.Background()
+				require.NoError(b, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "big"}))
+				b.SetBytes(2 * int64(size))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					n, err := ops[name](ctx, cs)
+					if err != nil || n != size {
+						b.Fatalf("read back %d bytes of %d: %v", n, size, err)
+					}
+				}
+			})
+		}
+	}
+}
