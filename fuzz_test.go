@@ -19,23 +19,23 @@ import (
 // target opens its stores once, writes a fixed neighbour (another channel,
 // topic or prefix) once, and then, per input: runs the calls, compares
 // every key under the test's prefix with a model of what those calls must
-// have written (SCAN, then HGETALL or SMEMBERS of each key), and removes
-// what the input wrote, so that the keyspace is back to the neighbour
-// alone. A long run does not grow Redis.
+// have written (keyspace_test.go: SCAN, then HGETALL or SMEMBERS of each
+// key), and removes what the input wrote, so that the keyspace is back to
+// the neighbour alone. A long run does not grow Redis. Each fuzzing worker
+// is a process of its own, with its own TestMain and so its own Redis
+// unless REDIS_URL is set.
 //
 //	go test -run '^$' -fuzz '^FuzzChannelID$' -fuzztime 60s .
 //
 // Properties, for every input:
 //   - what goes in comes back exactly: ids, names, topics and Pikku user
 //     ids byte for byte; JSON as JSON.stringify would write it (jsStringify
-//     below, with the differences the README documents);
+//     in jsonref_test.go, with the differences the README documents);
 //   - the keys under the prefix are exactly the model's, with exactly its
 //     contents: nothing lands in another channel's, topic's or prefix's keys;
 //   - input the store refuses (an empty id or topic, a value encoding/json
 //     cannot encode) is an error wrapping ErrInvalidArgument and writes
 //     nothing.
-
-// --- The fuzz targets ---
 
 // The channel every target writes next to the fuzzed input (in its own
 // keys, or under its own prefix), before fuzzing: what no input may touch.
@@ -67,8 +67,8 @@ func writeChannel(t testing.TB, ctx context.Context, cs *pikkuredis.ChannelStore
 }
 
 // fuzzSetup opens both stores on a fresh prefix, auto-pipelined (the path
-// of Open*Store), writes the neighbour, and returns the keyspace that each
-// input must leave behind.
+// of Open*Store), writes the neighbour, and returns a raw connection and
+// the layout that each input must leave behind.
 func fuzzSetup(f *testing.F) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, redis.Conn, layout) {
 	cs, hs, prefix := stores(f)
 	c := dialRaw(f)

@@ -21,8 +21,6 @@ import (
 // model of the keys the stores must have written, the real keys read back
 // in a few round trips, and the checks of refused input.
 
-// --- A model of the keyspace ---
-
 // entry is one Redis key as the model holds it: a hash or a set.
 type entry struct {
 	Hash map[string]string
@@ -234,7 +232,7 @@ func requireKeyspace(t testing.TB, c redis.Conn, pattern string, want keyspace, 
 }
 
 // restoreOnFailure puts the keys matching pattern back to want when the
-// input failed or was skipped after writing, so that the next input
+// input failed, so that the next one (the next seed, in a plain go test)
 // starts from the neighbour alone; an input that passed has already shown
 // that they are.
 func restoreOnFailure(t *testing.T, c redis.Conn, pattern string, want keyspace) {
