@@ -357,13 +357,13 @@ func TestLeasesAndRepairUnderOOM(t *testing.T) {
 	}
 	t.Cleanup(func() { admin.Do("CONFIG", "SET", "maxmemory", 0) })
 
-	before := dump(t, admin, "oom")
+	before := contents(t, admin, "oom")
 	err = cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "new"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "OOM")
 	_, err = hs.Subscribe(ctx, "news", "new")
 	assert.ErrorContains(t, err, "OOM")
-	assert.Equal(t, before, dump(t, admin, "oom"), "refused writes wrote nothing")
+	assert.Equal(t, before, contents(t, admin, "oom"), "refused writes wrote nothing")
 
 	gone, err := cs.TouchChannels(ctx, "live")
 	require.NoError(t, err, "the heartbeat runs at maxmemory")

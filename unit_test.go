@@ -209,7 +209,7 @@ func TestScriptFlags(t *testing.T) {
 	want := map[string]string{
 		"subscribe": "#!lua", "set_channel_field": "#!lua", "add_channel": "#!lua",
 		"clear_channel_field": "#!lua flags=allow-oom",
-		"unsubscribe": "#!lua flags=allow-oom", "remove_channels": "#!lua flags=allow-oom",
+		"unsubscribe":         "#!lua flags=allow-oom", "remove_channels": "#!lua flags=allow-oom",
 		"sweep_expired": "#!lua flags=allow-oom", "repair_set": "#!lua flags=allow-oom",
 		"touch_channels": "#!lua flags=allow-oom",
 	}
