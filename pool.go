@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -192,7 +193,23 @@ func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	return do(ctx, rc, cmd, args...)
+	reply, err := do(ctx, rc, cmd, args...)
+	if isProtocolError(err) {
+		// Redis closes the connection after this reply, but redigo
+		// keeps a connection that got an error reply. A PING on it
+		// fails, which marks it broken, so the pool drops it instead of
+		// handing it to the next call.
+		rc.Do("PING")
+	}
+	return reply, err
+}
+
+// isProtocolError says whether err is Redis's reply to a command it
+// could not parse (a value over proto-max-bulk-len, say), after which it
+// closes the connection.
+func isProtocolError(err error) bool {
+	e, ok := err.(redis.Error)
+	return ok && strings.HasPrefix(string(e), "ERR Protocol error")
 }
 
 // close marks the store closed (once) and closes what it owns: its lanes,
