@@ -22,10 +22,12 @@ import (
 var update = flag.Bool("update", false, "rewrite the README's generated script contracts from the script headers")
 
 const (
-	contractsBegin = "<!-- BEGIN script contracts: generated from the script headers by `go test -run TestReadmeScriptContracts -update`; edit the headers, not this -->"
-	contractsEnd   = "<!-- END script contracts -->"
-	matrixBegin    = "<!-- BEGIN compatibility matrix: each ✓ is a case of TestInteropWithPikkuRedis -->"
-	matrixEnd      = "<!-- END compatibility matrix -->"
+	contractsBegin  = "<!-- BEGIN script contracts: generated from the script headers by `go test -run TestReadmeScriptContracts -update`; edit the headers, not this -->"
+	contractsEnd    = "<!-- END script contracts -->"
+	matrixBegin     = "<!-- BEGIN compatibility matrix: each ✓ is a case of TestInteropWithPikkuRedis -->"
+	matrixEnd       = "<!-- END compatibility matrix -->"
+	guaranteesBegin = "<!-- BEGIN guarantees: every test named in this table must exist -->"
+	guaranteesEnd   = "<!-- END guarantees -->"
 )
 
 func readme(t *testing.T) string {
@@ -200,6 +202,30 @@ func TestReadmeScriptContracts(t *testing.T) {
 		return
 	}
 	assert.Equal(t, want, got, "README.md's script contracts differ from the script headers; run go test -run TestReadmeScriptContracts -update")
+}
+
+// Every test the Guarantees table names exists, so that no guarantee
+// outlives the test that backs it.
+func TestReadmeGuarantees(t *testing.T) {
+	table := between(t, readme(t), guaranteesBegin, guaranteesEnd)
+	names := regexp.MustCompile("`((?:Test|Fuzz|Example)[A-Za-z0-9_]+)`").FindAllStringSubmatch(table, -1)
+	require.Greater(t, len(names), 20)
+	files, err := filepath.Glob("*_test.go")
+	require.NoError(t, err)
+	defined := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Example)\w+)\(`).FindAllStringSubmatch(string(b), -1) {
+			defined[m[1]] = true
+		}
+	}
+	for _, m := range names {
+		assert.True(t, defined[m[1]], "the README's Guarantees name %s, which no test file defines", m[1])
+	}
+	for i, row := range strings.Split(strings.TrimSpace(table), "\n")[2:] {
+		assert.Regexp(t, "`(Test|Fuzz)", row, "guarantee row %d names no test", i+1)
+	}
 }
 
 // Every ✓ of the README's compatibility matrix is a case of
