@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pikkujs/pikkuredis"
+	"github.com/pikkujs/pikkuredis/internal/redisserver"
 )
 
 // TestScriptFlushIsInvisible flushes the script cache before every call on
@@ -74,7 +75,7 @@ func TestInitLoadsEveryScript(t *testing.T) {
 	require.NoError(t, hs.Init(ctxT(t)))
 
 	shas := pikkuredis.ScriptSHAs()
-	require.Len(t, shas, 8)
+	require.Len(t, shas, 9)
 	args := redis.Args{"EXISTS"}
 	want := []int{}
 	for _, sha := range shas {
@@ -359,5 +360,35 @@ func TestCallsRacingCloseGetErrClosed(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		assert.ErrorIs(t, err, pikkuredis.ErrClosed)
+	}
+}
+
+// A value over Redis's proto-max-bulk-len gets "ERR Protocol error" and
+// Redis closes the connection: the store drops that connection too, so
+// the call after it does not fail on a dead connection.
+func TestProtocolErrorDropsTheConnection(t *testing.T) {
+	srv, err := redisserver.Start("--proto-max-bulk-len", "1mb")
+	require.NoError(t, err)
+	t.Cleanup(srv.Stop)
+	big := strings.Repeat("x", 2<<20)
+	for name, opts := range map[string][]pikkuredis.Option{
+		"auto-pipelined": nil, "WithoutAutoPipelining": {pikkuredis.WithoutAutoPipelining(), pikkuredis.WithPoolSize(1)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cs, err := pikkuredis.OpenChannelStore(srv.URL, opts...)
+			require.NoError(t, err)
+			defer cs.Close()
+			ctx := ctxT(t)
+			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
+			for i := 0; i < 20; i++ {
+				// Redis replies, or, still being sent the value, resets the
+				// connection.
+				err := cs.SetState(ctx, "c1", big)
+				require.Error(t, err)
+				assert.Regexp(t, "Protocol error|connection reset|broken pipe", err.Error())
+				_, err = cs.GetChannel(ctx, "c1")
+				require.NoError(t, err, "round %d: the call after the refused one", i)
+			}
+		})
 	}
 }

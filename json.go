@@ -3,6 +3,7 @@ package pikkuredis
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
 )
@@ -13,6 +14,10 @@ import (
 // written as themselves (encoding/json always escapes them; JSON.stringify
 // never does). Map keys come out sorted, as encoding/json sorts them; a
 // JavaScript object keeps its insertion order instead.
+//
+// A value nested more than maxJSONDepth deep is an error: encoding/json
+// writes it but will not read it back, so every later read of the channel
+// would fail.
 func marshalJSON(v any) ([]byte, error) {
 	e := encoders.Get().(*jsonEncoder)
 	defer e.release()
@@ -20,10 +25,49 @@ func marshalJSON(v any) ([]byte, error) {
 		return nil, err
 	}
 	out := bytes.TrimSuffix(e.buf.Bytes(), []byte{'\n'})
+	if len(out) > 2*maxJSONDepth && tooDeep(out) {
+		return nil, fmt.Errorf("nested more than %d levels deep, more than encoding/json reads back", maxJSONDepth)
+	}
 	if bytes.Contains(out, []byte(`\u202`)) {
 		return unescapeLineSeparators(out), nil
 	}
 	return bytes.Clone(out), nil
+}
+
+// maxJSONDepth is the deepest nesting of arrays and objects that
+// encoding/json reads (json.Valid, json.Unmarshal); it writes deeper.
+const maxJSONDepth = 10000
+
+// tooDeep says whether the JSON text b nests arrays and objects more than
+// maxJSONDepth deep. Strings are skipped a quote at a time.
+func tooDeep(b []byte) bool {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for { // to the closing quote: one not escaped by an odd run of backslashes
+				j := bytes.IndexByte(b[i+1:], '"')
+				if j < 0 {
+					return false
+				}
+				i += 1 + j
+				k := i - 1
+				for b[k] == '\\' {
+					k--
+				}
+				if (i-1-k)%2 == 0 {
+					break
+				}
+			}
+		case '[', '{':
+			if depth++; depth > maxJSONDepth {
+				return true
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return false
 }
 
 // jsonEncoder is an encoder configured as marshalJSON needs it, with its

@@ -2,6 +2,7 @@ package pikkuredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,9 +15,16 @@ import (
 // {prefix}:leases; live servers push it forward (TouchChannels) and any
 // server sweeps the channels past it (SweepExpired).
 
+// maxTTLMillis is the longest lease the scripts take: about 31 years.
+const maxTTLMillis = 1e12
+
 // ttlMillis is a lease length as the scripts take it: whole milliseconds,
-// rounded up so that a sub-millisecond TTL is not zero.
+// rounded up so that a sub-millisecond TTL is not zero, at most
+// maxTTLMillis.
 func ttlMillis(d time.Duration) int64 {
+	if d >= maxTTLMillis*time.Millisecond {
+		return maxTTLMillis
+	}
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
@@ -24,7 +32,10 @@ func ttlMillis(d time.Duration) int64 {
 // now (Redis's clock): the heartbeat a server sends for its live sockets,
 // well within the TTL. It returns the ids, of those given, whose channel
 // no longer exists (it was swept or removed), writing nothing for them:
-// the server should close those sockets, or add the channels again. The
+// the server should close those sockets (adding such a channel again
+// would not bring back the subscriptions the sweep removed). A channel
+// that exists but has no lease (added by @pikku/redis, or by a store
+// without a TTL) gets one. The
 // ids go in chunks of WithRemoveChunkSize, each one script call; on an
 // error the chunks before it were touched. The store needs WithChannelTTL.
 func (s *ChannelStore) TouchChannels(ctx context.Context, channelIDs ...string) (gone []string, err error) {
@@ -98,8 +109,8 @@ func (s *ChannelStore) SweepExpired(ctx context.Context) (removed int, err error
 }
 
 // SweepExpiredEvery calls SweepExpired at once and then every interval
-// until ctx ends, and returns ctx's error (or ErrClosed once the store is
-// closed). report, if not nil, is called
+// until ctx ends, and returns ctx's error (or the store's error once it is
+// closed, or has no pool). report, if not nil, is called
 // after each sweep with what it removed and its error; an error does not
 // stop the loop (Redis may be back by the next tick). Run it in its own
 // goroutine on one or more servers:
@@ -116,10 +127,13 @@ func (s *ChannelStore) SweepExpiredEvery(ctx context.Context, interval time.Dura
 	for {
 		n, err := s.SweepExpired(ctx)
 		if ctx.Err() != nil {
+			if report != nil && n > 0 {
+				report(n, err) // what was removed before ctx ended
+			}
 			return ctx.Err()
 		}
-		if err == ErrClosed {
-			return err
+		if errors.Is(err, ErrClosed) || errors.Is(err, errNoPool) {
+			return err // no later tick can succeed
 		}
 		if report != nil {
 			report(n, err)
@@ -127,6 +141,8 @@ func (s *ChannelStore) SweepExpiredEvery(ctx context.Context, interval time.Dura
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-s.c.closing():
+			return ErrClosed
 		case <-t.C:
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,15 +31,16 @@ func leaseScores(t *testing.T, c redis.Conn, prefix string) map[string]int64 {
 // the other touches its channels and runs the sweeper.
 func TestLeasesCrashedServersChannelsAreSwept(t *testing.T) {
 	const (
-		ttl      = time.Second
-		interval = 250 * time.Millisecond
-		touch    = ttl / 5
+		ttl      = 4 * time.Second
+		interval = 500 * time.Millisecond
+		touch    = ttl / 10
 		// Scheduling slack on a loaded 2-core machine: a bound on
 		// correctness, not a measure of speed.
-		slack = 750 * time.Millisecond
+		slack = 1500 * time.Millisecond
 	)
 	for name, open := range backends {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			live, liveHub, prefix := open(t, pikkuredis.WithChannelTTL(ttl))
 			crashed, err := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithChannelTTL(ttl))
 			require.NoError(t, err)
@@ -65,6 +68,9 @@ func TestLeasesCrashedServersChannelsAreSwept(t *testing.T) {
 			crashedAt := time.Now()
 			crashed.Close()
 			crashedHub.Close()
+			gone, err := live.TouchChannels(ctx, liveIDs...)
+			require.NoError(t, err)
+			require.Empty(t, gone)
 
 			sweepCtx, stopSweeping := context.WithCancel(ctx)
 			var wg sync.WaitGroup
@@ -88,16 +94,23 @@ func TestLeasesCrashedServersChannelsAreSwept(t *testing.T) {
 				defer wg.Done()
 				tick := time.NewTicker(touch)
 				defer tick.Stop()
+				// A machine that stalls this process for longer than the
+				// TTL makes the live server look dead, rightly: the gap is
+				// reported to tell that from a bug.
+				var maxGap time.Duration
+				last := time.Now()
 				for {
 					select {
 					case <-sweepCtx.Done():
 						return
 					case <-tick.C:
 					}
+					maxGap = max(maxGap, time.Since(last))
+					last = time.Now()
 					gone, err := live.TouchChannels(sweepCtx, liveIDs...)
 					if sweepCtx.Err() == nil {
 						assert.NoError(t, err)
-						assert.Empty(t, gone, "a live channel was swept")
+						assert.Empty(t, gone, "a live channel was swept; the longest gap between touches was %v (TTL %v)", maxGap, ttl)
 					}
 				}
 			}()
@@ -198,9 +211,10 @@ func TestWithoutTTLNoLeaseIsWritten(t *testing.T) {
 func TestSweepExpiredRemovesEveryExpiredChannel(t *testing.T) {
 	for name, open := range backends {
 		t.Run(name, func(t *testing.T) {
-			const ttl = 300 * time.Millisecond
-			cs, hs, prefix := open(t, pikkuredis.WithChannelTTL(ttl), pikkuredis.WithRemoveChunkSize(7))
+			cs, hs, prefix := open(t, pikkuredis.WithChannelTTL(time.Hour), pikkuredis.WithRemoveChunkSize(7))
 			ctx := ctxT(t)
+			c := dialRaw(t)
+			defer c.Close()
 			ids := populateWith(t, cs, hs, 45, 3)
 			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "kept"}))
 			_, err := hs.Subscribe(ctx, "t0", "kept")
@@ -210,13 +224,15 @@ func TestSweepExpiredRemovesEveryExpiredChannel(t *testing.T) {
 			require.NoError(t, err)
 			assert.Zero(t, n, "nothing has expired yet")
 
-			deadline := time.Now().Add(ttl)
-			for time.Now().Before(deadline.Add(ttl)) {
-				gone, err := cs.TouchChannels(ctx, "kept")
-				require.NoError(t, err)
-				require.Empty(t, gone)
-				time.Sleep(ttl / 6)
+			// Their server stopped touching them an hour ago: deadlines in
+			// the past, set by hand rather than by waiting.
+			past := time.Now().Add(-time.Minute).UnixMilli()
+			for _, id := range ids {
+				mustDo(t, c, "ZADD", prefix+":leases", "XX", past, id)
 			}
+			gone, err := cs.TouchChannels(ctx, "kept")
+			require.NoError(t, err)
+			require.Empty(t, gone)
 			n, err = cs.SweepExpired(ctx)
 			require.NoError(t, err)
 			assert.Equal(t, len(ids), n, "every expired channel, over several script calls of 7")
@@ -227,8 +243,6 @@ func TestSweepExpiredRemovesEveryExpiredChannel(t *testing.T) {
 			members, err := hs.GetChannelIDsForTopic(ctx, "t0")
 			require.NoError(t, err)
 			assert.Equal(t, []string{"kept"}, members)
-			c := dialRaw(t)
-			defer c.Close()
 			assert.ElementsMatch(t, []string{prefix + ":channel:kept", prefix + ":subs:kept", prefix + ":topic:t0", prefix + ":leases"}, scanKeys(t, c, prefix))
 			assertIndexesAgree(t, prefix)
 		})
@@ -267,13 +281,110 @@ func TestSweepExpiredEveryStops(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Greater(t, sweeps, 1, "it swept at once and then on each tick")
 
-	require.NoError(t, cs.Close())
+	// Close while it waits for the next tick: it returns then, not an
+	// interval later. A closed store, and one without a pool, stop it too.
 	done := make(chan error, 1)
-	go func() { done <- cs.SweepExpiredEvery(context.Background(), 10*time.Millisecond, nil) }()
-	select {
-	case err := <-done:
-		assert.True(t, errors.Is(err, pikkuredis.ErrClosed), "got %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("SweepExpiredEvery kept running on a closed store")
+	reports := make(chan error, 100)
+	go func() {
+		done <- cs.SweepExpiredEvery(context.Background(), time.Hour, func(n int, err error) { reports <- err })
+	}()
+	require.NoError(t, <-reports, "the first sweep")
+	require.NoError(t, cs.Close())
+	for _, s := range []*pikkuredis.ChannelStore{cs, cs, pikkuredis.NewChannelStore(nil), {}} {
+		select {
+		case err := <-done:
+			assert.True(t, errors.Is(err, pikkuredis.ErrClosed) || strings.Contains(err.Error(), "no pool"), "got %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("SweepExpiredEvery kept running")
+		}
+		go func() { done <- s.SweepExpiredEvery(context.Background(), time.Hour, nil) }()
 	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SweepExpiredEvery kept running")
+	}
+}
+
+// At maxmemory with noeviction, adding a channel with a lease is refused
+// before anything is written, while the lease heartbeat, clearing a
+// session or state, the sweep and Repair (which only move deadlines or
+// delete) still run.
+func TestLeasesAndRepairUnderOOM(t *testing.T) {
+	srv := ownRedis(t)
+	ctx := ctxT(t)
+	admin := dialURL(t, srv.URL)
+	defer admin.Close()
+	opts := []pikkuredis.Option{pikkuredis.WithKeyPrefix("oom"), pikkuredis.WithChannelTTL(time.Hour)}
+	cs, err := pikkuredis.OpenChannelStore(srv.URL, opts...)
+	require.NoError(t, err)
+	defer cs.Close()
+	hs, err := pikkuredis.OpenEventHubStore(srv.URL, opts...)
+	require.NoError(t, err)
+	defer hs.Close()
+	for _, id := range []string{"expiring", "live"} {
+		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id}))
+		_, err := hs.Subscribe(ctx, "news", id)
+		require.NoError(t, err)
+	}
+	_, err = hs.Subscribe(ctx, "news", "orphan")
+	require.NoError(t, err)
+	require.NoError(t, cs.SetUserSession(ctx, "live", map[string]string{"userId": "u1"}))
+	require.NoError(t, cs.SetState(ctx, "live", map[string]int{"step": 1}))
+	mustDo(t, admin, "ZADD", "oom:leases", "XX", 1, "expiring") // its server is gone
+
+	// Fill Redis past a maxmemory just above what it uses now.
+	info, err := redis.String(admin.Do("INFO", "memory"))
+	require.NoError(t, err)
+	var usedBytes int64
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			usedBytes, err = strconv.ParseInt(v, 10, 64)
+			require.NoError(t, err)
+		}
+	}
+	require.NotZero(t, usedBytes)
+	mustDo(t, admin, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+	mustDo(t, admin, "CONFIG", "SET", "maxmemory", usedBytes+512*1024)
+	filler := strings.Repeat("x", 16*1024)
+	for i := 0; ; i++ {
+		_, err := admin.Do("SET", fmt.Sprintf("filler:%d", i), filler)
+		if err != nil {
+			require.ErrorContains(t, err, "OOM")
+			break
+		}
+		require.Less(t, i, 1000, "maxmemory never reached")
+	}
+	t.Cleanup(func() { admin.Do("CONFIG", "SET", "maxmemory", 0) })
+
+	before := contents(t, admin, "oom")
+	err = cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "new"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "OOM")
+	_, err = hs.Subscribe(ctx, "news", "new")
+	assert.ErrorContains(t, err, "OOM")
+	assert.Equal(t, before, contents(t, admin, "oom"), "refused writes wrote nothing")
+
+	gone, err := cs.TouchChannels(ctx, "live")
+	require.NoError(t, err, "the heartbeat runs at maxmemory")
+	assert.Empty(t, gone)
+	require.NoError(t, cs.SetUserSession(ctx, "live", nil), "a user logs out at maxmemory")
+	require.NoError(t, cs.ClearState(ctx, "live"))
+	require.NoError(t, cs.SetPikkuUserID(ctx, "live", ""))
+	got, err := cs.GetChannelAndSession(ctx, "live")
+	require.NoError(t, err)
+	assert.Equal(t, "{}", string(got.Session))
+	_, hasState, err := cs.GetState(ctx, "live")
+	require.NoError(t, err)
+	assert.False(t, hasState)
+	assert.ErrorContains(t, cs.SetUserSession(ctx, "live", "x"), "OOM", "setting one is a write that adds data")
+	n, err := cs.SweepExpired(ctx)
+	require.NoError(t, err, "the sweep runs at maxmemory")
+	assert.Equal(t, 1, n)
+	r, err := hs.Repair(ctx, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true})
+	require.NoError(t, err, "Repair runs at maxmemory")
+	assert.Equal(t, []pikkuredis.Subscription{{Topic: "news", ChannelID: "orphan"}}, r.Orphans)
+	ids, err := hs.GetChannelIDsForTopic(ctx, "news")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"live"}, ids)
 }

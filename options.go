@@ -129,8 +129,11 @@ func WithDialOptions(opts ...redis.DialOption) Option {
 // Touch each channel well within d (every d/3, say). Without this option
 // (the default) nothing but the @pikku/redis layout is written. Every
 // store sharing a prefix should use the same choice: a channel added
-// without a lease is never swept. d is rounded up to whole milliseconds;
-// values below 1 keep the default, no leases.
+// without a lease is never swept (until a TouchChannels gives it one).
+// Deadlines follow the Redis server's clock: keep it synced, since a
+// failover to a replica whose clock is ahead expires leases early. d is
+// rounded up to whole milliseconds and capped at about 31 years; values
+// below 1 keep the default, no leases.
 func WithChannelTTL(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {

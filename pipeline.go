@@ -464,7 +464,9 @@ func (lc *laneConn) readDirect(ctx context.Context) (any, error) {
 		lc.mu.Unlock()
 		return nil, err
 	}
-	if behind {
+	if isProtocolError(err) { // Redis closes the connection now
+		lc.fail(fmt.Errorf("redis connection lost: %w", err))
+	} else if behind {
 		lc.signal()
 	}
 	return reply, err
@@ -596,6 +598,9 @@ func (lc *laneConn) read() {
 		lc.head++
 		lc.mu.Unlock()
 		finish(c, reply, err)
+		if isProtocolError(err) { // Redis closes the connection now
+			lc.fail(fmt.Errorf("redis connection lost: %w", err))
+		}
 	}
 }
 

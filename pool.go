@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -46,10 +47,11 @@ type conn struct {
 	keys   keys
 	cfg    config
 	closed atomic.Bool
+	done   chan struct{} // closed by close, for loops that wait between calls
 }
 
 func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
-	return &conn{pool: pool, owned: owned, keys: keys{prefix: cfg.prefix}, cfg: cfg}
+	return &conn{pool: pool, owned: owned, keys: keys{prefix: cfg.prefix}, cfg: cfg, done: make(chan struct{})}
 }
 
 // openConn is the conn of a store opened from a URL: auto-pipelined by
@@ -61,7 +63,9 @@ func openConn(rawURL string, opts []Option) (*conn, error) {
 		return nil, err
 	}
 	if cfg.pipelineConns > 0 {
-		return &conn{lanes: newLanes(cfg.pipelineConns, dial), keys: keys{prefix: cfg.prefix}, cfg: cfg}, nil
+		c := newConn(nil, nil, cfg)
+		c.lanes = newLanes(cfg.pipelineConns, dial)
+		return c, nil
 	}
 	p := openPool(dial, cfg)
 	return newConn(p, p, cfg), nil
@@ -74,6 +78,15 @@ func (c *conn) key() keys {
 		return keys{}
 	}
 	return c.keys
+}
+
+// closing is closed when the store is; never for a zero-value store,
+// whose calls fail at once instead.
+func (c *conn) closing() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.done
 }
 
 // opts is the store's configuration; a zero config for a zero-value
@@ -180,7 +193,23 @@ func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	return do(ctx, rc, cmd, args...)
+	reply, err := do(ctx, rc, cmd, args...)
+	if isProtocolError(err) {
+		// Redis closes the connection after this reply, but redigo
+		// keeps a connection that got an error reply. A PING on it
+		// fails, which marks it broken, so the pool drops it instead of
+		// handing it to the next call.
+		rc.Do("PING")
+	}
+	return reply, err
+}
+
+// isProtocolError says whether err is Redis's reply to a command it
+// could not parse (a value over proto-max-bulk-len, say), after which it
+// closes the connection.
+func isProtocolError(err error) bool {
+	e, ok := err.(redis.Error)
+	return ok && strings.HasPrefix(string(e), "ERR Protocol error")
 }
 
 // close marks the store closed (once) and closes what it owns: its lanes,
@@ -189,6 +218,7 @@ func (c *conn) close() error {
 	if c == nil || !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	close(c.done)
 	if c.lanes != nil {
 		c.lanes.close()
 	}

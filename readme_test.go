@@ -22,10 +22,12 @@ import (
 var update = flag.Bool("update", false, "rewrite the README's generated script contracts from the script headers")
 
 const (
-	contractsBegin = "<!-- BEGIN script contracts: generated from the script headers by `go test -run TestReadmeScriptContracts -update`; edit the headers, not this -->"
-	contractsEnd   = "<!-- END script contracts -->"
-	matrixBegin    = "<!-- BEGIN compatibility matrix: each ✓ is a case of TestInteropWithPikkuRedis -->"
-	matrixEnd      = "<!-- END compatibility matrix -->"
+	contractsBegin  = "<!-- BEGIN script contracts: generated from the script headers by `go test -run TestReadmeScriptContracts -update`; edit the headers, not this -->"
+	contractsEnd    = "<!-- END script contracts -->"
+	matrixBegin     = "<!-- BEGIN compatibility matrix: each ✓ is a case of TestInteropWithPikkuRedis -->"
+	matrixEnd       = "<!-- END compatibility matrix -->"
+	guaranteesBegin = "<!-- BEGIN guarantees: every test named in this table must exist -->"
+	guaranteesEnd   = "<!-- END guarantees -->"
 )
 
 func readme(t *testing.T) string {
@@ -202,6 +204,30 @@ func TestReadmeScriptContracts(t *testing.T) {
 	assert.Equal(t, want, got, "README.md's script contracts differ from the script headers; run go test -run TestReadmeScriptContracts -update")
 }
 
+// Every test the Guarantees table names exists, so that no guarantee
+// outlives the test that backs it.
+func TestReadmeGuarantees(t *testing.T) {
+	table := between(t, readme(t), guaranteesBegin, guaranteesEnd)
+	names := regexp.MustCompile("`((?:Test|Fuzz|Example)[A-Za-z0-9_]+)`").FindAllStringSubmatch(table, -1)
+	require.Greater(t, len(names), 20)
+	files, err := filepath.Glob("*_test.go")
+	require.NoError(t, err)
+	defined := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Example)\w+)\(`).FindAllStringSubmatch(string(b), -1) {
+			defined[m[1]] = true
+		}
+	}
+	for _, m := range names {
+		assert.True(t, defined[m[1]], "the README's Guarantees name %s, which no test file defines", m[1])
+	}
+	for i, row := range strings.Split(strings.TrimSpace(table), "\n")[2:] {
+		assert.Regexp(t, "`(Test|Fuzz)", row, "guarantee row %d names no test", i+1)
+	}
+}
+
 // Every ✓ of the README's compatibility matrix is a case of
 // TestInteropWithPikkuRedis and every case is a ✓.
 func TestReadmeCompatibilityMatrix(t *testing.T) {
@@ -243,10 +269,10 @@ func TestReadmeScriptSnippetsRun(t *testing.T) {
 	defer c.Close()
 	cli := needRedisCLI(t)
 	// In the order a channel lives: add it with a lease, subscribe, set a
-	// field, touch its lease, repair its topic, unsubscribe, remove,
-	// sweep.
-	order := map[string]int{"add_channel": 0, "subscribe": 1, "set_channel_field": 2, "touch_channels": 3,
-		"repair_set": 4, "unsubscribe": 5, "remove_channels": 6, "sweep_expired": 7}
+	// field, clear it, touch its lease, repair its topic, unsubscribe,
+	// remove, sweep.
+	order := map[string]int{"add_channel": 0, "subscribe": 1, "set_channel_field": 2, "clear_channel_field": 3,
+		"touch_channels": 4, "repair_set": 5, "unsubscribe": 6, "remove_channels": 7, "sweep_expired": 8}
 	hs := scriptHeaders(t)
 	examples := make([]string, len(order))
 	for _, h := range hs {

@@ -83,7 +83,8 @@ type Subscription struct {
 // Done. opts.ChannelsKeptByChannelStore must be true: see RepairOptions.
 //
 // It needs the SCAN command, which Redis ACLs cannot limit to a prefix:
-// run it as a maintenance user, not as a tenant's store user. Keys of a
+// run it as a maintenance user, not as a tenant's store user. SCAN walks
+// one server, so Repair does not support Redis Cluster yet. Keys of a
 // prefix that starts with this prefix and ":" (such as "pikku:a" for
 // "pikku") can look like this prefix's topics; such prefixes cannot be
 // told apart in the @pikku/redis layout and must not share a Redis.

@@ -13,10 +13,10 @@ import (
 	"github.com/pikkujs/pikkuredis"
 )
 
-// dump is every key under a prefix with its contents, to show that a call
+// contents is every key under a prefix with its contents, to show that a call
 // wrote nothing. (Not DUMP: a set's serialisation follows its hash
 // table's order, which a mere read can change.)
-func dump(t *testing.T, c redis.Conn, prefix string) map[string][]string {
+func contents(t *testing.T, c redis.Conn, prefix string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	for _, k := range scanKeys(t, c, prefix) {
@@ -118,9 +118,9 @@ func TestRepairRemovesOrphanedSubscriptions(t *testing.T) {
 			assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument, "no opt-in")
 			assert.ErrorContains(t, err, "ChannelsKeptByChannelStore")
 
-			before := dump(t, c, prefix)
+			before := contents(t, c, prefix)
 			dry, _ := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true, DryRun: true})
-			assert.Equal(t, before, dump(t, c, prefix), "a dry run writes nothing")
+			assert.Equal(t, before, contents(t, c, prefix), "a dry run writes nothing")
 			assert.Zero(t, dry.Removed)
 			// never-added is in both of its sets, so a dry run sees it twice.
 			assert.Equal(t, len(want)+1, dry.Found)
@@ -131,9 +131,9 @@ func TestRepairRemovesOrphanedSubscriptions(t *testing.T) {
 			assert.Equal(t, len(want), got.Removed)
 			assert.Equal(t, sortSubs(want), sortSubs(got.Orphans))
 			// 5 topic sets and 20 live subs sets, and never-added's topic
-			// and subs set: the repair of either removes the other, unless
-			// SCAN listed both in one page.
-			assert.Contains(t, []int{26, 27}, got.SetsExamined)
+			// or subs set: the repair of either removes the other.
+			// (SCAN may also list a key twice while keys are deleted.)
+			assert.GreaterOrEqual(t, got.SetsExamined, 26)
 
 			for i := 0; i < 5; i++ {
 				members, err := hs.GetChannelIDsForTopic(ctx, fmt.Sprintf("t%d", i))
@@ -231,10 +231,10 @@ func TestRepairStaysInItsPrefix(t *testing.T) {
 		_, err := s.Subscribe(ctx, "news", "never-added")
 		require.NoError(t, err)
 	}
-	before := dump(t, c, neighbour)
+	before := contents(t, c, neighbour)
 	r, _ := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true})
 	assert.Equal(t, 1, r.Removed)
-	assert.Equal(t, before, dump(t, c, neighbour), "the neighbour's keys are untouched")
+	assert.Equal(t, before, contents(t, c, neighbour), "the neighbour's keys are untouched")
 }
 
 // With WithRequireChannel, Subscribe refuses a channel that does not

@@ -29,13 +29,14 @@ var (
 	subscribeScript       = mustScript("subscribe")
 	unsubscribeScript     = mustScript("unsubscribe")
 	setChannelFieldScript = mustScript("set_channel_field")
+	clearChannelField     = mustScript("clear_channel_field")
 	removeChannelsScript  = mustScript("remove_channels")
 	addChannelScript      = mustScript("add_channel")
 	touchChannelsScript   = mustScript("touch_channels")
 	sweepExpiredScript    = mustScript("sweep_expired")
 	repairSetScript       = mustScript("repair_set")
 
-	allScripts = []*script{subscribeScript, unsubscribeScript, setChannelFieldScript, removeChannelsScript,
+	allScripts = []*script{subscribeScript, unsubscribeScript, setChannelFieldScript, clearChannelField, removeChannelsScript,
 		addChannelScript, touchChannelsScript, sweepExpiredScript, repairSetScript}
 )
 

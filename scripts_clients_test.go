@@ -233,6 +233,26 @@ var scriptCases = []scriptCase{
 // leaseCases are the scripts of WithChannelTTL and Repair.
 var leaseCases = []scriptCase{
 	{
+		script: "clear_channel_field", name: "clear, absent field, missing channel, bad field",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			mustDo(t, c, "HSET", p+":channel:c1", "channelId", "c1", "userSession", `{"u":1}`, "state", "1")
+		},
+		steps: func(p string) []scriptStep {
+			k, ghost := []string{p + ":channel:c1"}, []string{p + ":channel:ghost"}
+			return []scriptStep{
+				{k, []string{"userSession"}, "1"},
+				{k, []string{"pikkuUserId"}, "1"},
+				{ghost, []string{"state"}, "0"},
+			}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			h, err := redis.StringMap(c.Do("HGETALL", p+":channel:c1"))
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{"channelId": "c1", "state": "1"}, h)
+			assert.ElementsMatch(t, []string{p + ":channel:c1"}, scanKeys(t, c, p), "nothing written for a missing channel")
+		},
+	},
+	{
 		script: "add_channel", name: "hash and lease from the server clock",
 		setup: func(t *testing.T, c redis.Conn, p string) {
 			mustDo(t, c, "HSET", p+":channel:c1", "userSession", `{"u":1}`)

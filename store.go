@@ -276,9 +276,15 @@ func (s *ChannelStore) SetUserSession(ctx context.Context, channelID string, ses
 
 // setField writes (or, for an empty value, deletes) one of the fields
 // that change while a channel is open, only if the channel exists.
+// Deleting has a script of its own that Redis runs at maxmemory too.
 func (s *ChannelStore) setField(ctx context.Context, channelID, field string, value []byte) error {
-	// An empty value is sent as "", which the script reads as "clear".
-	found, err := redis.Int(setChannelFieldScript.run(ctx, s.c, 1, []any{nil, nil, s.c.key().channel(channelID), field, value}))
+	var found int
+	var err error
+	if len(value) == 0 {
+		found, err = redis.Int(clearChannelField.run(ctx, s.c, 1, []any{nil, nil, s.c.key().channel(channelID), field}))
+	} else {
+		found, err = redis.Int(setChannelFieldScript.run(ctx, s.c, 1, []any{nil, nil, s.c.key().channel(channelID), field, value}))
+	}
 	if err != nil {
 		return err
 	}

@@ -81,6 +81,40 @@ func TestEncodeValue(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidArgument)
 }
 
+// encoding/json writes values of any depth but reads no deeper than 10000
+// levels: deeper is refused when written, not found unreadable later.
+func TestMarshalJSONRefusesWhatItCannotReadBack(t *testing.T) {
+	nest := func(depth int) any {
+		var v any = map[string]any{}
+		for i := 1; i < depth; i++ {
+			v = []any{v}
+		}
+		return v
+	}
+	b, err := marshalJSON(nest(maxJSONDepth))
+	require.NoError(t, err)
+	assert.True(t, json.Valid(b))
+	_, err = marshalJSON(nest(maxJSONDepth + 1))
+	require.ErrorContains(t, err, "nested more than 10000 levels deep")
+	_, err = encodeValue("opening data", nest(maxJSONDepth+1))
+	require.ErrorIs(t, err, ErrInvalidArgument)
+
+	// Brackets in strings, escaped quotes and backslashes do not count.
+	deepText := strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1)
+	for s, want := range map[string]bool{
+		deepText:                       true,
+		`"\\"` + deepText:              true,  // the quote after an escaped backslash ends the string
+		`["\"` + deepText + `"]`:       false, // an escaped quote ends no string
+		`[{"a":"` + deepText + `"}]`:   false,
+		deepText[1 : 2*maxJSONDepth+1]: false, // exactly as deep as encoding/json reads
+	} {
+		assert.Equal(t, want, tooDeep([]byte(s)), "%.12s", s)
+	}
+	b, err = marshalJSON([]any{strings.Repeat("[{", maxJSONDepth), `\"[`, nest(maxJSONDepth - 1)})
+	require.NoError(t, err)
+	assert.True(t, json.Valid(b))
+}
+
 func TestCheckURL(t *testing.T) {
 	for _, ok := range []string{"redis://localhost:6379", "rediss://user:pw@host:6380/2", "redis://h", "redis://:pw@h:1/0"} {
 		assert.NoError(t, checkURL(ok), ok)
@@ -166,15 +200,16 @@ func TestNoPoolIsAnErrorNotAPanic(t *testing.T) {
 }
 
 // Every script declares its flags (Redis 7 reads them from the #!lua
-// line): scripts that add data have none, so Redis refuses them under
-// maxmemory before they run instead of failing them half way; scripts
-// that only delete are allow-oom, so that a full Redis can still be
-// cleaned. touch_channels is allow-oom on purpose (see its header): it
-// only moves deadlines of live channels.
+// line): scripts that add data have none, so Redis refuses them as a whole
+// at maxmemory, before they run, whatever commands they call in whatever
+// order; scripts that only delete are allow-oom, so that a full Redis can
+// still be cleaned. touch_channels is allow-oom on purpose (see its
+// header): it writes at most one lease entry per live channel.
 func TestScriptFlags(t *testing.T) {
 	want := map[string]string{
 		"subscribe": "#!lua", "set_channel_field": "#!lua", "add_channel": "#!lua",
-		"unsubscribe": "#!lua flags=allow-oom", "remove_channels": "#!lua flags=allow-oom",
+		"clear_channel_field": "#!lua flags=allow-oom",
+		"unsubscribe":         "#!lua flags=allow-oom", "remove_channels": "#!lua flags=allow-oom",
 		"sweep_expired": "#!lua flags=allow-oom", "repair_set": "#!lua flags=allow-oom",
 		"touch_channels": "#!lua flags=allow-oom",
 	}

@@ -11,7 +11,7 @@
 -- ARGV[2]  channelName
 -- ARGV[3]  openingData (JSON text)
 -- ARGV[4]  createdAt (ms since the Unix epoch, decimal text, the caller's clock as in @pikku/redis)
--- ARGV[5]  ttl: lease length in milliseconds, an integer >= 1
+-- ARGV[5]  ttl: lease length in milliseconds, an integer from 1 to 1e12 (about 31 years)
 --
 -- Returns: the lease deadline, in ms since the Unix epoch. An existing
 -- channel keeps its session, Pikku user id and state, and gets the new
@@ -23,8 +23,8 @@ if #KEYS ~= 2 or #ARGV ~= 5 then
   return redis.error_reply('ERR add_channel: expected 2 keys and 5 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
 local ttl = tonumber(ARGV[5])
-if ttl == nil or ttl < 1 or ttl ~= math.floor(ttl) then
-  return redis.error_reply('ERR add_channel: ttl must be an integer number of ms >= 1, got ' .. ARGV[5])
+if ttl == nil or ttl < 1 or ttl > 1e12 or ttl ~= math.floor(ttl) then
+  return redis.error_reply('ERR add_channel: ttl must be an integer number of ms from 1 to 1e12, got ' .. ARGV[5])
 end
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl

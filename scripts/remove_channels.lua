@@ -35,13 +35,20 @@ end
 local topicPrefix = ARGV[1] .. ':topic:'
 -- Dropped whether or not the store has a TTL, so that an id removed by a
 -- store without one cannot leave a lease behind that would later sweep a
--- new channel of the same id. ZREM of a missing key creates nothing.
+-- new channel of the same id; looked for once, so that a prefix without
+-- leases pays one call, not one per id.
 local leasesKey = ARGV[1] .. ':leases'
+local hasLeases = redis.call('EXISTS', leasesKey) == 1
 local work = 0
 for i = 1, n do
   local channelKey, subsKey, id = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i]
   if budget > 0 and i > 1 and work + redis.call('SCARD', subsKey) > budget then
     return i - 1
+  end
+  -- The lease first: a user whose ACL lacks ZREM is refused here, before
+  -- anything of the channel is deleted.
+  if hasLeases then
+    redis.call('ZREM', leasesKey, id)
   end
   local topics = redis.call('SMEMBERS', subsKey)
   for _, topic in ipairs(topics) do
@@ -49,6 +56,5 @@ for i = 1, n do
   end
   work = work + #topics
   redis.call('DEL', channelKey, subsKey)
-  redis.call('ZREM', leasesKey, id)
 end
 return n

@@ -2,7 +2,8 @@
 -- set_channel_field.lua: set or clear one of the fields that change while a
 -- channel is open (its user session, its Pikku user id, its state), only if
 -- the channel exists: a missing channel is left untouched, so no hash
--- holding just that field is ever created.
+-- holding just that field is ever created. Redis refuses it at maxmemory;
+-- clear_channel_field.lua clears a field then too.
 --
 -- KEYS[1]  {prefix}:channel:{channelId}  the channel hash
 -- ARGV[1]  field: userSession (JSON text), pikkuUserId (plain text) or state (JSON text)

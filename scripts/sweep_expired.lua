@@ -12,7 +12,7 @@
 --          ARGV[1] .. ':subs:' .. id and ARGV[1] .. ':topic:' .. topic, and
 --          are not declared in KEYS (on Redis Cluster the prefix must then
 --          be a hash tag such as {pikku}, so that every key shares one slot)
--- ARGV[2]  limit: the most channels one call removes, an integer >= 1
+-- ARGV[2]  limit: the most channels one call removes, an integer from 1 to 100000
 -- ARGV[3]  budget: the most topic memberships one call removes, 0 for no
 --          limit; the call stops before a channel that would go over it
 --          (the first channel is always removed, however many topics it has)
@@ -27,8 +27,9 @@ if #KEYS ~= 1 or #ARGV ~= 3 then
   return redis.error_reply('ERR sweep_expired: expected 1 key and 3 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
 local limit, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
-if limit == nil or limit < 1 or budget == nil or budget < 0 then
-  return redis.error_reply('ERR sweep_expired: limit must be >= 1 and budget >= 0, got ' .. ARGV[2] .. ' and ' .. ARGV[3])
+if limit == nil or limit < 1 or limit > 100000 or limit ~= math.floor(limit)
+  or budget == nil or budget < 0 or budget ~= math.floor(budget) then
+  return redis.error_reply('ERR sweep_expired: limit must be an integer from 1 to 100000 and budget an integer >= 0, got ' .. ARGV[2] .. ' and ' .. ARGV[3])
 end
 local t = redis.call('TIME')
 local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -40,6 +41,7 @@ for i, id in ipairs(ids) do
   if budget > 0 and i > 1 and work + redis.call('SCARD', subsKey) > budget then
     return {removed, 1}
   end
+  redis.call('ZREM', KEYS[1], id)
   local topics = redis.call('SMEMBERS', subsKey)
   for _, topic in ipairs(topics) do
     redis.call('SREM', prefix .. ':topic:' .. topic, id)
@@ -47,7 +49,6 @@ for i, id in ipairs(ids) do
   work = work + #topics
   removed = removed + redis.call('DEL', prefix .. ':channel:' .. id)
   redis.call('DEL', subsKey)
-  redis.call('ZREM', KEYS[1], id)
 end
 if #ids == limit then
   return {removed, 1}
