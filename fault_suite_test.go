@@ -271,14 +271,15 @@ var opNames = [numOps]string{
 	"TouchChannels", "SweepExpired", "Repair",
 }
 
-// writeOps are the calls Redis refuses when it is out of memory: a write
-// command, or a script without the allow-oom flag (set_channel_field.lua,
-// also when it clears a field; subscribe.lua; add_channel.lua).
-var writeOps = []int{opAddChannel, opSetUserSession, opSubscribe, opSetPikkuUserID, opSetState, opClearState}
+// writeOps are the calls that add data, which Redis refuses when it is out
+// of memory: a write command, or a script without the allow-oom flag
+// (set_channel_field.lua, subscribe.lua, add_channel.lua).
+var writeOps = []int{opAddChannel, opSetUserSession, opSubscribe, opSetPikkuUserID, opSetState}
 
-// deleteOps only remove data, by allow-oom scripts, which Redis runs when
-// it is out of memory.
-var deleteOps = []int{opRemoveChannels, opUnsubscribe}
+// deleteOps only remove data, by allow-oom scripts (remove_channels.lua,
+// unsubscribe.lua, clear_channel_field.lua), which Redis runs when it is
+// out of memory.
+var deleteOps = []int{opRemoveChannels, opUnsubscribe, opClearState}
 
 func isWriteOp(op int) bool { return slices.Contains(writeOps, op) }
 
@@ -1193,7 +1194,7 @@ func TestFaultServerKilledAndRestarted(t *testing.T) {
 
 		// The restarted server got every script by EVAL (nothing here
 		// sends SCRIPT LOAD after Init), after answering NOSCRIPT.
-		names := []string{"subscribe", "unsubscribe", "set_channel_field", "remove_channels"}
+		names := []string{"subscribe", "unsubscribe", "set_channel_field", "clear_channel_field", "remove_channels"}
 		if r.backend.leases {
 			names = append(names, "add_channel", "touch_channels", "sweep_expired")
 		}
@@ -1318,24 +1319,26 @@ func TestFaultStalledServer(t *testing.T) {
 // Fault 5: out of memory (maxmemory 16mb, noeviction: room for the 128
 // connections of two pools), the server filled with keys outside the
 // prefix until it refuses writes.
-//   - Writes (AddChannel, Subscribe, SetUserSession, SetPikkuUserID,
-//     SetState, and ClearState, whose script has no allow-oom flag) fail
-//     with an error that says OOM, and leave no trace: the prefix's keys
-//     are what they were, byte for byte (a refused Subscribe changed
-//     neither set).
-//   - Reads, the deletes Unsubscribe and RemoveChannels, and the
-//     allow-oom scripts of leases (TouchChannels, SweepExpired, Repair)
-//     still work, keeping both index directions in agreement; removing
-//     every channel leaves no key.
+//   - Writes that add data (AddChannel, Subscribe, SetUserSession,
+//     SetPikkuUserID, SetState) fail with an error that says OOM, and
+//     leave no trace: the prefix's keys are what they were, byte for byte
+//     (a refused Subscribe changed neither set).
+//   - Reads, the deletes and clears (Unsubscribe, RemoveChannels,
+//     ClearState), and the allow-oom scripts of leases (TouchChannels,
+//     SweepExpired, Repair) still work, also with the script cache
+//     flushed, keeping both index directions in agreement; removing every
+//     channel leaves no key.
 //   - Once memory is freed, every call succeeds again.
 func TestFaultOutOfMemory(t *testing.T) {
 	forEachBackend(t, []string{"--maxmemory", "16mb", "--maxmemory-policy", "noeviction"}, func(t *testing.T, r *faultRig) {
 		ctx := ctxT(t)
-		// Data for the deletes to delete: every channel, each in 3 topics.
+		// Data for the deletes to delete: every channel, with a state,
+		// each in 3 topics.
 		for i := 0; i < loadChannels; i++ {
 			id := loadID(i)
 			require.NoError(t, r.cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: loadName(id), OpeningData: loadData(id)}))
 			require.NoError(t, r.cs.SetUserSession(ctx, id, idValue{ID: id}))
+			require.NoError(t, r.cs.SetState(ctx, id, idValue{ID: id}))
 			for k := 0; k < 3; k++ {
 				_, err := r.hs.Subscribe(ctx, loadTopic((i+k)%loadTopics), id)
 				require.NoError(t, err)
@@ -1347,8 +1350,8 @@ func TestFaultOutOfMemory(t *testing.T) {
 		oomWrite := func(op int, err error) bool { return isWriteOp(op) && isOOM(err) }
 
 		// Every operation but those that change data when Redis lets
-		// them (the deletes; TouchChannels moves leases): the writes are
-		// all refused, and nothing changed.
+		// them (the deletes and clears; TouchChannels moves leases): the
+		// writes are all refused, and nothing changed.
 		before := dumpPrefix(t, r)
 		ops := slices.DeleteFunc(opsFor(r.backend), func(op int) bool { return slices.Contains(deleteOps, op) || op == opTouchChannels })
 		l := r.startLoad(loadConfig{ops: ops, timeout: 2 * time.Second, slack: 500 * time.Millisecond,
@@ -1373,6 +1376,11 @@ func TestFaultOutOfMemory(t *testing.T) {
 			require.NoError(t, err)
 			assert.False(t, in, "%s still holds %s", check[0], check[1])
 		}
+		// And a clear: a user can log out of a full Redis.
+		require.NoError(t, r.cs.ClearState(ctx, loadID(1)), "ClearState with the server out of memory")
+		_, hasState, err := r.cs.GetState(ctx, loadID(1))
+		require.NoError(t, err)
+		assert.False(t, hasState, "ClearState left the state")
 
 		// Every operation: the writes are refused, everything else works.
 		l = r.startLoad(loadConfig{timeout: 2 * time.Second, slack: 500 * time.Millisecond,
