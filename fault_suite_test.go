@@ -153,6 +153,8 @@ func startFaultServer(t *testing.T, extra ...string) *redisserver.Server {
 	return srv
 }
 
+// newFaultRig opens b's stores on srv, for a test whose finish checks
+// that the goroutines are back to what they were before.
 func newFaultRig(t *testing.T, srv *redisserver.Server, b faultBackend) *faultRig {
 	t.Helper()
 	return newFaultRigOn(t, srv, b, "pikkuredis-fault", runtime.NumGoroutine())
@@ -707,6 +709,8 @@ type mixedLoad struct {
 	// lastOK is, per operation, the phase of its latest answer wholly
 	// within one phase.
 	lastOK [numOps]atomic.Int32
+	// anyFailed says, per operation, whether a call of it failed.
+	anyFailed [numOps]atomic.Bool
 	// restored is when the fault was undone (UnixNano, 0: not yet);
 	// okSince counts, per goroutine, the answers to calls made after it.
 	restored atomic.Int64
@@ -797,21 +801,28 @@ func (l *mixedLoad) allSince(n int32) bool {
 // runFor keeps the load going for at least d, and until every operation
 // has been answered wholly within the current phase (at most 15 s).
 func (l *mixedLoad) runFor(d time.Duration) {
-	start := time.Now()
-	time.Sleep(d)
-	for !l.allOpsAnswered() && time.Since(start) < 15*time.Second {
-		time.Sleep(10 * time.Millisecond)
-	}
+	l.runUntil(d, func(int) bool { return false })
 }
 
-func (l *mixedLoad) allOpsAnswered() bool {
-	p := l.phase.Load()
-	for _, op := range l.cfg.ops {
-		if l.lastOK[op].Load() != p {
-			return false
+// runUntil keeps the load going for at least d, and until every
+// operation has been answered wholly within the current phase, or (those
+// for which failing says true) failed once (at most 15 s): so that on a
+// slow machine too, every operation was seen.
+func (l *mixedLoad) runUntil(d time.Duration, failing func(op int) bool) {
+	start := time.Now()
+	time.Sleep(d)
+	for time.Since(start) < 15*time.Second {
+		p, all := l.phase.Load(), true
+		for _, op := range l.cfg.ops {
+			if failing(op) && !l.anyFailed[op].Load() || !failing(op) && l.lastOK[op].Load() != p {
+				all = false
+			}
 		}
+		if all {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return true
 }
 
 func (l *mixedLoad) run(g int) {
@@ -896,6 +907,7 @@ func (l *mixedLoad) run(g int) {
 			continue
 		}
 		s.failed++
+		l.anyFailed[op].Store(true)
 		class := errorClass(err)
 		s.failedBy[class]++
 		if msg := exampleText(err); len(examples[class]) < 4 && !examples[class][msg] {
@@ -1265,7 +1277,7 @@ func TestFaultScriptFlush(t *testing.T) {
 		}
 		l.runFor(200 * time.Millisecond)
 		l.finish(t).requireRecovered(t)
-		assert.Zero(t, l.failed(), "calls failed under SCRIPT FLUSH")
+		assert.Equal(t, l.excusedDeadline, l.failed(), "calls failed under SCRIPT FLUSH (other than deadlines missed while the machine stood still)")
 		t.Logf("%d flushes, %d NOSCRIPT answers recovered", flushes, statCount(r.info("errorstats")["errorstat_NOSCRIPT"], "count"))
 		assert.Positive(t, statCount(r.info("errorstats")["errorstat_NOSCRIPT"], "count"), "the server never answered NOSCRIPT")
 		r.finish()
@@ -1356,7 +1368,7 @@ func TestFaultOutOfMemory(t *testing.T) {
 		ops := slices.DeleteFunc(opsFor(r.backend), func(op int) bool { return slices.Contains(deleteOps, op) || op == opTouchChannels })
 		l := r.startLoad(loadConfig{ops: ops, timeout: 2 * time.Second, slack: 500 * time.Millisecond,
 			policy: policy{outside: oomWrite}})
-		time.Sleep(400 * time.Millisecond)
+		l.runUntil(400*time.Millisecond, isWriteOp)
 		l.finish(t)
 		for _, op := range writeOps {
 			assert.Zero(t, l.stats[op].ok, "%s succeeded with the server out of memory", opNames[op])
@@ -1385,7 +1397,7 @@ func TestFaultOutOfMemory(t *testing.T) {
 		// Every operation: the writes are refused, everything else works.
 		l = r.startLoad(loadConfig{timeout: 2 * time.Second, slack: 500 * time.Millisecond,
 			policy: policy{outside: oomWrite}})
-		time.Sleep(400 * time.Millisecond)
+		l.runUntil(400*time.Millisecond, isWriteOp)
 		l.finish(t)
 		for _, op := range l.cfg.ops {
 			if !isWriteOp(op) {
