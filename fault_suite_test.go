@@ -1200,8 +1200,11 @@ func forEachBackend(t *testing.T, extra []string, test func(t *testing.T, r *fau
 // Fault 1: the server is killed with SIGKILL mid-load and restarted on the
 // same port, empty and without its script cache. Calls in the window may
 // fail with a lost connection, a failed dial or their deadline, each
-// within its deadline; calls before it and after it (plus a grace for
-// the reconnections) may not fail at all. The same store objects work
+// within its deadline; calls before it, and after it, may not fail at
+// all. The window closes once every goroutine has had two calls made
+// after the restart answered, and 200 ms at least: an idle connection of
+// a pool, or an idle lane, learns that the old server is gone only when a
+// call is written on it, and that call fails. The same store objects work
 // again, and the scripts came back by EVAL, with no caller seeing
 // NOSCRIPT.
 func TestFaultServerKilledAndRestarted(t *testing.T) {
