@@ -146,15 +146,7 @@ type faultRig struct {
 // from loopback (Redis 7 refuses it by default) and extra config.
 func startFaultServer(t *testing.T, extra ...string) *redisserver.Server {
 	t.Helper()
-	srv, err := redisserver.Start(append([]string{"--enable-debug-command", "local"}, extra...)...)
-	if err != nil {
-		if errors.Is(err, redisserver.ErrNotInstalled) && os.Getenv("CI") != "true" {
-			t.Skipf("needs a redis-server of its own: %v", err)
-		}
-		t.Fatalf("start redis-server: %v", err)
-	}
-	t.Cleanup(srv.Stop)
-	return srv
+	return ownRedis(t, append([]string{"--enable-debug-command", "local"}, extra...)...)
 }
 
 // newFaultRig opens b's stores on srv, for a test whose finish checks

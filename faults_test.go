@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pikkujs/pikkuredis"
-	"github.com/pikkujs/pikkuredis/internal/redisserver"
 )
 
 // TestScriptFlushIsInvisible flushes the script cache before every call on
@@ -367,9 +366,7 @@ func TestCallsRacingCloseGetErrClosed(t *testing.T) {
 // Redis closes the connection: the store drops that connection too, so
 // the call after it does not fail on a dead connection.
 func TestProtocolErrorDropsTheConnection(t *testing.T) {
-	srv, err := redisserver.Start("--proto-max-bulk-len", "1mb")
-	require.NoError(t, err)
-	t.Cleanup(srv.Stop)
+	srv := ownRedis(t, "--proto-max-bulk-len", "1mb")
 	big := strings.Repeat("x", 2<<20)
 	for name, opts := range map[string][]pikkuredis.Option{
 		"auto-pipelined": nil, "WithoutAutoPipelining": {pikkuredis.WithoutAutoPipelining(), pikkuredis.WithPoolSize(1)},

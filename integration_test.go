@@ -191,10 +191,18 @@ func poolFor(t testing.TB, url string) *redis.Pool {
 }
 
 // ownRedis starts a redis-server for this test alone, for tests that do
-// what must never be done to a shared server (SCRIPT FLUSH, kill...).
-func ownRedis(t testing.TB) *redisserver.Server {
+// what must never be done to a shared server (SCRIPT FLUSH, kill...),
+// with extra config ("--maxmemory", "10mb").
+func ownRedis(t testing.TB, extra ...string) *redisserver.Server {
 	t.Helper()
-	srv, err := redisserver.Start()
+	return ownServer(t, func() (*redisserver.Server, error) { return redisserver.Start(extra...) })
+}
+
+// ownServer runs start, stops the server when the test ends, and skips
+// the test when redis-server is not installed (fails it under CI=true).
+func ownServer(t testing.TB, start func() (*redisserver.Server, error)) *redisserver.Server {
+	t.Helper()
+	srv, err := start()
 	if err != nil {
 		if errors.Is(err, redisserver.ErrNotInstalled) && os.Getenv("CI") != "true" {
 			t.Skipf("needs a redis-server of its own: %v", err)

@@ -44,10 +44,8 @@ func (s *ChannelStore) TouchChannels(ctx context.Context, channelIDs ...string) 
 	if ttl <= 0 {
 		return nil, wrap(op, invalid("the store has no channel TTL: open it WithChannelTTL"))
 	}
-	for i, id := range channelIDs {
-		if id == "" {
-			return nil, wrap(op, invalid("empty channel id at index %d", i))
-		}
+	if err := checkIDs(channelIDs); err != nil {
+		return nil, wrap(op, err)
 	}
 	if err := s.c.usable(); err != nil || len(channelIDs) == 0 {
 		return nil, wrap(op, err)

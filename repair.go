@@ -111,17 +111,9 @@ func (s *EventHubStore) Repair(ctx context.Context, opts RepairOptions) (RepairR
 	pattern := globEscape(k.prefix) + ":*"
 	r := repairer{s: s, opts: opts, report: RepairReport{Cursor: cursor}}
 	for r.report.SetsExamined < opts.MaxSets {
-		page, err := redis.Values(s.c.do(ctx, "SCAN", cursor, "MATCH", pattern, "COUNT", min(opts.MaxSets, 1000), "TYPE", "set"))
-		if err == nil && len(page) != 2 {
-			err = fmt.Errorf("SCAN replied with %d elements, want 2", len(page))
-		}
 		var setKeys []string
-		if err == nil {
-			cursor, err = redis.String(page[0], nil)
-		}
-		if err == nil {
-			setKeys, err = redis.Strings(page[1], nil)
-		}
+		var err error
+		cursor, setKeys, err = scanPage(s.c.do(ctx, "SCAN", cursor, "MATCH", pattern, "COUNT", min(opts.MaxSets, 1000), "TYPE", "set"))
 		if err != nil {
 			return r.report, wrap(op, err)
 		}
@@ -179,17 +171,9 @@ func (r *repairer) set(ctx context.Context, key, kind, name string) error {
 	}
 	cursor := "0"
 	for {
-		page, err := redis.Values(c.do(ctx, "SSCAN", key, cursor, "COUNT", scanPageSize))
-		if err == nil && len(page) != 2 {
-			err = fmt.Errorf("SSCAN replied with %d elements, want 2", len(page))
-		}
 		var members []string
-		if err == nil {
-			cursor, err = redis.String(page[0], nil)
-		}
-		if err == nil {
-			members, err = redis.Strings(page[1], nil)
-		}
+		var err error
+		cursor, members, err = scanPage(c.do(ctx, "SSCAN", key, cursor, "COUNT", scanPageSize))
 		if err != nil {
 			return err
 		}

@@ -26,17 +26,17 @@ type script struct {
 
 // The registry: every script the stores run, loaded from scripts/.
 var (
-	subscribeScript       = mustScript("subscribe")
-	unsubscribeScript     = mustScript("unsubscribe")
-	setChannelFieldScript = mustScript("set_channel_field")
-	clearChannelField     = mustScript("clear_channel_field")
-	removeChannelsScript  = mustScript("remove_channels")
-	addChannelScript      = mustScript("add_channel")
-	touchChannelsScript   = mustScript("touch_channels")
-	sweepExpiredScript    = mustScript("sweep_expired")
-	repairSetScript       = mustScript("repair_set")
+	subscribeScript         = mustScript("subscribe")
+	unsubscribeScript       = mustScript("unsubscribe")
+	setChannelFieldScript   = mustScript("set_channel_field")
+	clearChannelFieldScript = mustScript("clear_channel_field")
+	removeChannelsScript    = mustScript("remove_channels")
+	addChannelScript        = mustScript("add_channel")
+	touchChannelsScript     = mustScript("touch_channels")
+	sweepExpiredScript      = mustScript("sweep_expired")
+	repairSetScript         = mustScript("repair_set")
 
-	allScripts = []*script{subscribeScript, unsubscribeScript, setChannelFieldScript, clearChannelField, removeChannelsScript,
+	allScripts = []*script{subscribeScript, unsubscribeScript, setChannelFieldScript, clearChannelFieldScript, removeChannelsScript,
 		addChannelScript, touchChannelsScript, sweepExpiredScript, repairSetScript}
 )
 

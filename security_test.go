@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -142,15 +141,7 @@ func tlsRedis(t testing.TB) (*redisserver.Server, testCA) {
 
 func startTLS(t testing.TB, files redisserver.TLS) *redisserver.Server {
 	t.Helper()
-	srv, err := redisserver.StartTLS(files)
-	if err != nil {
-		if errors.Is(err, redisserver.ErrNotInstalled) && os.Getenv("CI") != "true" {
-			t.Skipf("needs a redis-server of its own: %v", err)
-		}
-		t.Fatalf("start redis-server with TLS: %v", err)
-	}
-	t.Cleanup(srv.Stop)
-	return srv
+	return ownServer(t, func() (*redisserver.Server, error) { return redisserver.StartTLS(files) })
 }
 
 // roundTrip adds a channel, subscribes it, reads both back, checks on the

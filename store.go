@@ -84,6 +84,16 @@ func checkID(channelID string) error {
 	return nil
 }
 
+// checkIDs refuses a list holding an empty id, saying where.
+func checkIDs(channelIDs []string) error {
+	for i, id := range channelIDs {
+		if id == "" {
+			return invalid("empty channel id at index %d", i)
+		}
+	}
+	return nil
+}
+
 func checkTopic(topic string) error {
 	if topic == "" {
 		return invalid("empty topic")
@@ -223,10 +233,8 @@ const removeBudgetPerID = 10
 // does nothing.
 func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) error {
 	const op = "remove channels"
-	for i, id := range channelIDs {
-		if id == "" {
-			return wrap(op, invalid("empty channel id at index %d", i))
-		}
+	if err := checkIDs(channelIDs); err != nil {
+		return wrap(op, err)
 	}
 	// Asked here too when there is nothing to send: a closed store still
 	// says so.
@@ -278,13 +286,13 @@ func (s *ChannelStore) SetUserSession(ctx context.Context, channelID string, ses
 // that change while a channel is open, only if the channel exists.
 // Deleting has a script of its own that Redis runs at maxmemory too.
 func (s *ChannelStore) setField(ctx context.Context, channelID, field string, value []byte) error {
-	var found int
-	var err error
+	sc, args := clearChannelFieldScript, []any{nil, nil, s.c.key().channel(channelID), field, value}
 	if len(value) == 0 {
-		found, err = redis.Int(clearChannelField.run(ctx, s.c, 1, []any{nil, nil, s.c.key().channel(channelID), field}))
+		args = args[:4]
 	} else {
-		found, err = redis.Int(setChannelFieldScript.run(ctx, s.c, 1, []any{nil, nil, s.c.key().channel(channelID), field, value}))
+		sc = setChannelFieldScript
 	}
+	found, err := redis.Int(sc.run(ctx, s.c, 1, args))
 	if err != nil {
 		return err
 	}
@@ -456,17 +464,9 @@ func (s *EventHubStore) ScanChannelIDsForTopic(ctx context.Context, topic string
 		key := s.c.key().topic(topic)
 		cursor := "0"
 		for {
-			page, err := redis.Values(s.c.do(ctx, "SSCAN", key, cursor, "COUNT", scanPageSize))
-			if err == nil && len(page) != 2 {
-				err = fmt.Errorf("SSCAN replied with %d elements, want 2", len(page))
-			}
 			var ids []string
-			if err == nil {
-				cursor, err = redis.String(page[0], nil)
-			}
-			if err == nil {
-				ids, err = redis.Strings(page[1], nil)
-			}
+			var err error
+			cursor, ids, err = scanPage(s.c.do(ctx, "SSCAN", key, cursor, "COUNT", scanPageSize))
 			if err != nil {
 				yield("", wrap(op, err))
 				return
@@ -483,48 +483,59 @@ func (s *EventHubStore) ScanChannelIDsForTopic(ctx context.Context, topic string
 	}
 }
 
+// scanPage reads one page of a SCAN-family reply: the next cursor ("0"
+// at the end) and the page's items.
+func scanPage(reply any, err error) (cursor string, items []string, _ error) {
+	page, err := redis.Values(reply, err)
+	if err == nil && len(page) != 2 {
+		err = fmt.Errorf("scan replied with %d elements, want 2", len(page))
+	}
+	if err == nil {
+		cursor, err = redis.String(page[0], nil)
+	}
+	if err == nil {
+		items, err = redis.Strings(page[1], nil)
+	}
+	return cursor, items, err
+}
+
 // Subscribe subscribes a channel to a topic, both directions in one atomic
 // script. It returns true, also when the channel was already subscribed.
 // With WithRequireChannel it subscribes only a channel that exists, and
 // returns ErrChannelNotFound, writing nothing, for one that does not.
 func (s *EventHubStore) Subscribe(ctx context.Context, topic, channelID string) (bool, error) {
-	if !s.c.opts().requireChannel {
-		return s.changeSubscription(ctx, "subscribe", subscribeScript, topic, channelID)
-	}
-	const op = "subscribe"
-	if err := checkTopic(topic); err != nil {
-		return false, wrap(op, err)
-	}
-	if err := checkID(channelID); err != nil {
-		return false, wrap(op, err)
-	}
-	n, err := redis.Int(subscribeScript.run(ctx, s.c, 3, []any{nil, nil,
-		s.c.key().topic(topic), s.c.key().subs(channelID), s.c.key().channel(channelID), channelID, topic}))
-	if err != nil {
-		return false, wrap(op, err)
-	}
-	if n != 1 {
-		return false, wrap(op, notFound(channelID))
-	}
-	return true, nil
+	return s.changeSubscription(ctx, "subscribe", subscribeScript, topic, channelID, s.c.opts().requireChannel)
 }
 
 // Unsubscribe removes a channel from a topic, both directions in one
 // atomic script. It returns true only if the channel was subscribed.
 func (s *EventHubStore) Unsubscribe(ctx context.Context, topic, channelID string) (bool, error) {
-	return s.changeSubscription(ctx, "unsubscribe", unsubscribeScript, topic, channelID)
+	return s.changeSubscription(ctx, "unsubscribe", unsubscribeScript, topic, channelID, false)
 }
 
-func (s *EventHubStore) changeSubscription(ctx context.Context, op string, sc *script, topic, channelID string) (bool, error) {
+// changeSubscription runs subscribe.lua or unsubscribe.lua. With
+// requireChannel the channel hash goes as a third key, and the script's 0
+// then means the channel does not exist.
+func (s *EventHubStore) changeSubscription(ctx context.Context, op string, sc *script, topic, channelID string, requireChannel bool) (bool, error) {
 	if err := checkTopic(topic); err != nil {
 		return false, wrap(op, err)
 	}
 	if err := checkID(channelID); err != nil {
 		return false, wrap(op, err)
 	}
-	n, err := redis.Int(sc.run(ctx, s.c, 2, []any{nil, nil, s.c.key().topic(topic), s.c.key().subs(channelID), channelID, topic}))
+	args := make([]any, 4, 7)
+	args[2], args[3] = s.c.key().topic(topic), s.c.key().subs(channelID)
+	if requireChannel {
+		args = append(args, s.c.key().channel(channelID))
+	}
+	numKeys := len(args) - 2
+	args = append(args, channelID, topic)
+	n, err := redis.Int(sc.run(ctx, s.c, numKeys, args))
 	if err != nil {
 		return false, wrap(op, err)
+	}
+	if requireChannel && n != 1 {
+		return false, wrap(op, notFound(channelID))
 	}
 	return n == 1, nil
 }

@@ -83,9 +83,7 @@ func Check(rawURL string) error {
 	if err != nil {
 		return fmt.Errorf("invalid redis URL %q: %s", shown, parseProblem(shown))
 	}
-	switch u.Scheme {
-	case "redis", "rediss", "valkey", "valkeys":
-	default:
+	if !knownScheme(u.Scheme) {
 		return fmt.Errorf("invalid redis URL %q: scheme must be redis://, rediss://, valkey:// or valkeys://", shown)
 	}
 	if u.Opaque != "" {
