@@ -1376,7 +1376,7 @@ func TestFaultOutOfMemory(t *testing.T) {
 		// Every operation but those that change data when Redis lets
 		// them (the deletes and clears; TouchChannels moves leases): the
 		// writes are all refused, and nothing changed.
-		before := dumpPrefix(t, r)
+		before := contents(t, c, r.prefix)
 		ops := slices.DeleteFunc(opsFor(r.backend), func(op int) bool { return slices.Contains(deleteOps, op) || op == opTouchChannels })
 		l := r.startLoad(loadConfig{ops: ops, timeout: 2 * time.Second, slack: 500 * time.Millisecond,
 			policy: policy{outside: oomWrite}})
@@ -1386,7 +1386,7 @@ func TestFaultOutOfMemory(t *testing.T) {
 			assert.Zero(t, l.stats[op].ok, "%s succeeded with the server out of memory", opNames[op])
 			assert.Positive(t, l.stats[op].failedBy["OOM"], "%s never failed with OOM", opNames[op])
 		}
-		assert.Equal(t, before, dumpPrefix(t, r), "refused writes changed the prefix's keys")
+		assert.Equal(t, before, contents(t, c, r.prefix), "refused writes changed the prefix's keys")
 
 		// A delete works, both directions (c0 is in t0, t1 and t2), also
 		// when the server has lost its scripts: the EVAL that reloads an
@@ -1468,34 +1468,6 @@ func freeMemory(t *testing.T, r *faultRig) {
 	require.NoError(t, err, "still out of memory after freeing it: used_memory %s", r.info("memory")["used_memory_human"])
 	_, err = c.Do("DEL", "probe")
 	require.NoError(t, err)
-}
-
-// dumpPrefix returns every key under the rig's prefix with its type and
-// whole content, for comparing before and after.
-func dumpPrefix(t *testing.T, r *faultRig) map[string]string {
-	t.Helper()
-	c := dialURL(t, r.srv.URL)
-	defer c.Close()
-	out := map[string]string{}
-	for _, key := range scanKeys(t, c, r.prefix) {
-		typ, err := redis.String(c.Do("TYPE", key))
-		require.NoError(t, err)
-		var items []string
-		switch typ {
-		case "hash":
-			m, err := redis.StringMap(c.Do("HGETALL", key))
-			require.NoError(t, err)
-			for k, v := range m {
-				items = append(items, k+"="+v)
-			}
-		case "set":
-			items, err = redis.Strings(c.Do("SMEMBERS", key))
-			require.NoError(t, err)
-		}
-		sort.Strings(items)
-		out[key] = typ + " " + strings.Join(items, " | ")
-	}
-	return out
 }
 
 // --- Soak ---

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -188,6 +189,39 @@ func poolFor(t testing.TB, url string) *redis.Pool {
 	}
 	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// contents is every key under a prefix with its contents, to show that a call
+// wrote nothing. (Not DUMP: a set's serialisation follows its hash
+// table's order, which a mere read can change.)
+func contents(t *testing.T, c redis.Conn, prefix string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, k := range scanKeys(t, c, prefix) {
+		typ, err := redis.String(c.Do("TYPE", k))
+		require.NoError(t, err)
+		var v []string
+		switch typ {
+		case "hash":
+			var m map[string]string
+			m, err = redis.StringMap(c.Do("HGETALL", k))
+			for f, val := range m {
+				v = append(v, f+"="+val)
+			}
+		case "set":
+			v, err = redis.Strings(c.Do("SMEMBERS", k))
+		case "zset":
+			v, err = redis.Strings(c.Do("ZRANGE", k, 0, -1, "WITHSCORES"))
+		default:
+			t.Fatalf("%s is a %s", k, typ)
+		}
+		require.NoError(t, err)
+		if typ != "zset" {
+			sort.Strings(v)
+		}
+		out[k] = append([]string{typ}, v...)
+	}
+	return out
 }
 
 // ownRedis starts a redis-server for this test alone, for tests that do
