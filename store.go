@@ -119,7 +119,9 @@ func encodeValue(what string, v any) ([]byte, error) {
 	return b, nil
 }
 
-// ping and loadScripts are Init for both stores.
+// init is Init for both stores: PING, load every script, then check
+// the eviction policy (last, so that a caller who accepts
+// ErrEvictionPolicy has the scripts loaded).
 func (c *conn) init(ctx context.Context) error {
 	if _, err := c.do(ctx, "PING"); err != nil {
 		return err
@@ -129,7 +131,7 @@ func (c *conn) init(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return c.checkEvictionPolicy(ctx)
 }
 
 // ChannelStore keeps one hash per open channel: its id, name, opening data,
@@ -156,7 +158,9 @@ func OpenChannelStore(rawURL string, opts ...Option) (*ChannelStore, error) {
 	return &ChannelStore{c: c}, nil
 }
 
-// Init pings Redis and loads every script. It is optional: a call that
+// Init pings Redis, loads every script and checks the server's
+// maxmemory-policy: an allkeys-* policy, which would evict the index
+// sets, is ErrEvictionPolicy (see there). It is optional: a call that
 // needs a script the server lacks loads it itself.
 func (s *ChannelStore) Init(ctx context.Context) error {
 	return wrap("init", s.c.init(ctx))
@@ -413,7 +417,8 @@ func OpenEventHubStore(rawURL string, opts ...Option) (*EventHubStore, error) {
 	return &EventHubStore{c: c}, nil
 }
 
-// Init pings Redis and loads every script. It is optional.
+// Init pings Redis, loads every script and checks the server's
+// maxmemory-policy, as ChannelStore.Init does. It is optional.
 func (s *EventHubStore) Init(ctx context.Context) error {
 	return wrap("init", s.c.init(ctx))
 }
