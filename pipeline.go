@@ -464,8 +464,8 @@ func (lc *laneConn) readDirect(ctx context.Context) (any, error) {
 		lc.mu.Unlock()
 		return nil, err
 	}
-	if isProtocolError(err) { // Redis closes the connection now
-		lc.fail(fmt.Errorf("redis connection lost: %w", err))
+	if retires(err) { // Redis closes the connection now, or it leads to the wrong server
+		lc.fail(&notRun{reply: err.(redis.Error)})
 	} else if behind {
 		lc.signal()
 	}
@@ -598,8 +598,8 @@ func (lc *laneConn) read() {
 		lc.head++
 		lc.mu.Unlock()
 		finish(c, reply, err)
-		if isProtocolError(err) { // Redis closes the connection now
-			lc.fail(fmt.Errorf("redis connection lost: %w", err))
+		if retires(err) { // Redis closes the connection now, or it leads to the wrong server
+			lc.fail(&notRun{reply: err.(redis.Error)})
 		}
 	}
 }
