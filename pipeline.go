@@ -597,10 +597,12 @@ func (lc *laneConn) read() {
 		lc.inflight[lc.head] = nil
 		lc.head++
 		lc.mu.Unlock()
-		finish(c, reply, err)
 		if retires(err) { // Redis closes the connection now, or it leads to the wrong server
+			// Before the caller hears: its next call must not find
+			// this connection usable.
 			lc.fail(&notRun{reply: err.(redis.Error)})
 		}
+		finish(c, reply, err)
 	}
 }
 
