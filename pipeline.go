@@ -464,8 +464,8 @@ func (lc *laneConn) readDirect(ctx context.Context) (any, error) {
 		lc.mu.Unlock()
 		return nil, err
 	}
-	if isProtocolError(err) { // Redis closes the connection now
-		lc.fail(fmt.Errorf("redis connection lost: %w", err))
+	if retires(err) { // Redis closes the connection now, or it leads to the wrong server
+		lc.fail(&notRun{reply: err.(redis.Error)})
 	} else if behind {
 		lc.signal()
 	}
@@ -597,10 +597,12 @@ func (lc *laneConn) read() {
 		lc.inflight[lc.head] = nil
 		lc.head++
 		lc.mu.Unlock()
-		finish(c, reply, err)
-		if isProtocolError(err) { // Redis closes the connection now
-			lc.fail(fmt.Errorf("redis connection lost: %w", err))
+		if retires(err) { // Redis closes the connection now, or it leads to the wrong server
+			// Before the caller hears: its next call must not find
+			// this connection usable.
+			lc.fail(&notRun{reply: err.(redis.Error)})
 		}
+		finish(c, reply, err)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -176,11 +175,40 @@ func checked(rc redis.Conn) (redis.Conn, error) {
 }
 
 // do sends one command, over the store's lanes or on a connection of its
-// pool, bounded by ctx.
+// pool, bounded by ctx. A call refused because its connection was the
+// wrong one (see replies.go) was not run, and that connection is retired:
+// the call is sent again, within the same ctx, until it reaches a new
+// connection (see tries).
 func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
 	if err := c.usable(); err != nil {
 		return nil, err
 	}
+	reply, err := c.try(ctx, cmd, args)
+	if retryable(err) {
+		for n := c.tries() - 1; n > 0 && retryable(err) && ctx.Err() == nil && !c.closed.Load(); n-- {
+			reply, err = c.try(ctx, cmd, args)
+		}
+	}
+	return reply, describe(err)
+}
+
+// tries is how many times a refused call is sent: twice on lanes, whose
+// next call always dials; on a pool, once more per idle connection, since
+// a pool hands those out before it dials and each may lead to the same
+// wrong server (every try retires the one it used, so this ends).
+func (c *conn) tries() int {
+	if p, ok := c.pool.(interface{ Stats() redis.PoolStats }); ok && c.lanes == nil {
+		return 2 + min(p.Stats().IdleCount, maxIdleTries)
+	}
+	return 2
+}
+
+// maxIdleTries bounds the tries of one call on a large pool, all of
+// whose idle connections lead to a demoted master.
+const maxIdleTries = 16
+
+// try sends one command once.
+func (c *conn) try(ctx context.Context, cmd string, args []any) (any, error) {
 	if c.lanes != nil {
 		reply, err := c.lanes.do(ctx, cmd, args)
 		if err != nil {
@@ -194,22 +222,13 @@ func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
 	}
 	defer rc.Close()
 	reply, err := do(ctx, rc, cmd, args...)
-	if isProtocolError(err) {
-		// Redis closes the connection after this reply, but redigo
-		// keeps a connection that got an error reply. A PING on it
-		// fails, which marks it broken, so the pool drops it instead of
-		// handing it to the next call.
-		rc.Do("PING")
+	if retires(err) {
+		// redigo keeps a connection that got an error reply, and the
+		// pool would hand it to the next call: on the wrong server, or
+		// closed by Redis.
+		retire(rc)
 	}
 	return reply, err
-}
-
-// isProtocolError says whether err is Redis's reply to a command it
-// could not parse (a value over proto-max-bulk-len, say), after which it
-// closes the connection.
-func isProtocolError(err error) bool {
-	e, ok := err.(redis.Error)
-	return ok && strings.HasPrefix(string(e), "ERR Protocol error")
 }
 
 // close marks the store closed (once) and closes what it owns: its lanes,

@@ -72,6 +72,9 @@ func (s *script) run(ctx context.Context, c *conn, numKeys int, args []any) (any
 		args[0] = s.src
 		reply, err = c.do(ctx, "EVAL", args...)
 	}
+	if isConnFault(err) { // not the script's error: say it as the connection's
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("script %s: %w", s.name, err)
 	}

@@ -1,0 +1,85 @@
+package pikkuredis_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pikkujs/pikkuredis"
+)
+
+// TestMaxClientsRetiresTheConnection: Redis at maxclients accepts a
+// connection only to send "ERR max number of clients reached" and close
+// it. A store that dials then must fail the call with an error that says
+// so as a connection fault (not as its script's error), and must not keep
+// that connection: once Redis has room again, the very next call
+// succeeds, on every path.
+func TestMaxClientsRetiresTheConnection(t *testing.T) {
+	for name, open := range failoverPaths {
+		t.Run(name, func(t *testing.T) {
+			srv := ownRedis(t)
+			admin := dialURL(t, srv.URL)
+			defer admin.Close()
+			prefix := newPrefix(t)
+			hs := open(t, srv.URL, prefix)
+			defer hs.Close()
+			ctx := ctxT(t)
+
+			// Full: no connection beyond the admin's.
+			clients := strings.Count(clientList(t, admin), "\n")
+			_, err := admin.Do("CONFIG", "SET", "maxclients", clients)
+			require.NoError(t, err)
+
+			_, err = hs.Subscribe(ctx, "t", "c1")
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "redis connection retired: ERR max number of clients reached")
+			assert.NotContains(t, err.Error(), "script subscribe", "a full server is not the script's fault")
+			var reply redis.Error
+			assert.True(t, errors.As(err, &reply), "the reply itself is there for errors.As: %v", err)
+
+			_, err = admin.Do("CONFIG", "SET", "maxclients", 10000)
+			require.NoError(t, err)
+			for i := 0; i < 3; i++ {
+				ok, err := hs.Subscribe(ctx, "t", "c1")
+				require.NoError(t, err, "call %d once Redis has room", i)
+				assert.True(t, ok)
+			}
+		})
+	}
+}
+
+func clientList(t *testing.T, c redis.Conn) string {
+	t.Helper()
+	s, err := redis.String(c.Do("CLIENT", "LIST"))
+	require.NoError(t, err)
+	return s
+}
+
+// TestReadonlyOnACallersPoolDropsTheConnection: a caller's *redis.Pool
+// whose connection got READONLY must not get it back: after the address
+// leads to the master, the pool has no connection to the replica left,
+// and its idle count does not grow with dead connections.
+func TestReadonlyOnACallersPoolDropsTheConnection(t *testing.T) {
+	p := newFailoverPair(t)
+	p.proxy.SetTarget(p.b.Addr) // the replica
+	prefix := newPrefix(t)
+	pool := poolFor(t, p.proxy.URL)
+	hs := pikkuredis.NewEventHubStore(pool, pikkuredis.WithKeyPrefix(prefix))
+	defer hs.Close()
+	ctx := ctxT(t)
+
+	_, err := hs.Subscribe(ctx, "t", "c1")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "redis connection retired: READONLY")
+	assert.Equal(t, 0, pool.Stats().IdleCount, "the connections to the replica went back to the pool")
+	assert.Equal(t, 0, pool.Stats().ActiveCount)
+
+	p.proxy.SetTarget(p.a.Addr)
+	ok, err := hs.Subscribe(ctx, "t", "c1")
+	require.NoError(t, err)
+	assert.True(t, ok)
+}
