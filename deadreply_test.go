@@ -1,9 +1,11 @@
 package pikkuredis_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
@@ -82,4 +84,63 @@ func TestReadonlyOnACallersPoolDropsTheConnection(t *testing.T) {
 	ok, err := hs.Subscribe(ctx, "t", "c1")
 	require.NoError(t, err)
 	assert.True(t, ok)
+}
+
+// TestLoadingIsWaitedOutWithinTheCall: a server reading its dataset
+// (after a restart; here DEBUG RELOAD with a delay per key) refuses every
+// command with LOADING, before running it. A call whose deadline outlasts
+// the loading succeeds once it is done; one whose deadline does not
+// fails with its context's error, saying LOADING; and the connection is
+// kept (it leads to the right server), on every path.
+func TestLoadingIsWaitedOutWithinTheCall(t *testing.T) {
+	for name, open := range failoverPaths {
+		t.Run(name, func(t *testing.T) {
+			srv := ownRedis(t, "--enable-debug-command", "local")
+			admin := dialURL(t, srv.URL)
+			defer admin.Close()
+			prefix := newPrefix(t)
+			hs := open(t, srv.URL, prefix)
+			defer hs.Close()
+			ctx := ctxT(t)
+			_, err := hs.Subscribe(ctx, "t", "c0")
+			require.NoError(t, err)
+
+			// About a second of loading: 10 µs per key (which the
+			// kernel's sleep granularity stretches).
+			_, err = admin.Do("DEBUG", "POPULATE", 10000, prefix+":filler")
+			require.NoError(t, err)
+			// Clients are served while loading only every so many
+			// bytes read (2 MB by default, more than these keys).
+			_, err = admin.Do("CONFIG", "SET", "key-load-delay", 10, "loading-process-events-interval-bytes", 1024)
+			require.NoError(t, err)
+			reloaded := make(chan error, 1)
+			go func() {
+				reloader := dialURL(t, srv.URL)
+				defer reloader.Close()
+				_, err := redis.DoWithTimeout(reloader, time.Minute, "DEBUG", "RELOAD")
+				reloaded <- err
+			}()
+			probe := dialURL(t, srv.URL)
+			defer probe.Close()
+			require.Eventually(t, func() bool {
+				info, err := redis.String(probe.Do("INFO", "persistence"))
+				return err == nil && strings.Contains(info, "loading:1")
+			}, 5*time.Second, 5*time.Millisecond, "the server never started loading")
+
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			_, err = hs.Subscribe(short, "t", "c1")
+			cancel()
+			require.Error(t, err)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Contains(t, err.Error(), "LOADING")
+
+			ok, err := hs.Subscribe(ctx, "t", "c2")
+			require.NoError(t, err, "a call whose deadline outlasts the loading")
+			assert.True(t, ok)
+			require.NoError(t, <-reloaded)
+			ids, err := hs.GetChannelIDsForTopic(ctx, "t")
+			require.NoError(t, err)
+			assert.ElementsMatch(t, []string{"c0", "c2"}, ids)
+		})
+	}
 }

@@ -189,7 +189,47 @@ func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
 			reply, err = c.try(ctx, cmd, args)
 		}
 	}
+	if isLoading(err) {
+		reply, err = c.waitLoading(ctx, cmd, args, err)
+	}
 	return reply, describe(err)
+}
+
+// Backoff between the tries of a call refused with LOADING.
+const (
+	loadingFirstWait = 10 * time.Millisecond
+	loadingMaxWait   = 200 * time.Millisecond
+)
+
+// waitLoading sends a call that the server refused with LOADING (it is
+// reading its dataset after a restart; the call was not run) again, with
+// a growing pause, until the server takes it or ctx ends; a ctx without a
+// deadline waits at most the IO timeout. A LOADING that outlasts the call
+// is returned as ctx's error, saying LOADING; the connection is the right
+// one and is kept.
+func (c *conn) waitLoading(ctx context.Context, cmd string, args []any, err error) (any, error) {
+	limit := time.Now().Add(c.cfg.ioTimeout)
+	wait := loadingFirstWait
+	for {
+		if _, ok := ctx.Deadline(); !ok && time.Until(limit) < wait {
+			return nil, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctxErr(ctx, err)
+		case <-c.done:
+			t.Stop()
+			return nil, ErrClosed
+		case <-t.C:
+		}
+		reply, err2 := c.try(ctx, cmd, args)
+		if !isLoading(err2) {
+			return reply, err2
+		}
+		err, wait = err2, min(2*wait, loadingMaxWait)
+	}
 }
 
 // tries is how many times a refused call is sent: twice on lanes, whose

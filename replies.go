@@ -35,7 +35,9 @@ import (
 // SHUTDOWN) are lost connections, handled where reads fail.
 //
 // LOADING (the server restarted and is reading its dataset) is the right
-// server, not yet ready: the connection is kept.
+// server, not yet ready: the connection is kept, and the call, which was
+// not run, is sent again until the server is ready or the call's context
+// ends (conn.waitLoading).
 
 // replyKind is what an error reply means for its connection and its call.
 type replyKind uint8
@@ -75,6 +77,13 @@ func classify(err error) replyKind {
 		return retireBadCall
 	}
 	return answer
+}
+
+// isLoading says whether err is the LOADING refusal of a server still
+// reading its dataset: the command was not run.
+func isLoading(err error) bool {
+	e, ok := err.(redis.Error)
+	return ok && strings.HasPrefix(string(e), "LOADING ")
 }
 
 // retires says whether a reply means the connection it came on must go.
