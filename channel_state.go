@@ -84,12 +84,13 @@ func (s *ChannelStore) GetState(ctx context.Context, channelID string) (state js
 	if err := checkID(channelID); err != nil {
 		return nil, false, wrap(op, err)
 	}
-	raw, err := redis.Bytes(s.c.do(ctx, "HGET", s.c.key().channel(channelID), fieldState))
+	key := s.c.key().channel(channelID)
+	raw, err := redis.Bytes(s.c.do(ctx, "HGET", key, fieldState))
 	if err == redis.ErrNil {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, wrap(op, err)
+		return nil, false, wrap(op, onKey(key, err))
 	}
 	state, ok, err = jsonField(channelID, fieldState, raw)
 	if err != nil {

@@ -81,29 +81,62 @@ func (s *ChannelStore) TouchChannels(ctx context.Context, channelIDs ...string) 
 // removed once. On an error, removed counts the channels removed before
 // it. Only channels added WithChannelTTL have leases; sweeping a prefix
 // that has none does nothing.
+//
+// An expired channel one of whose keys holds another type (another
+// program wrote a string where its subs set or a topic set of it
+// belongs) is left whole, lease included, and the sweep goes on with the
+// others: it then returns their count and an error that is ErrWrongType,
+// says how many channels it left and names the first one's key. The next
+// sweep tries those channels again, and removes them once the key is
+// gone or holds the right type.
 func (s *ChannelStore) SweepExpired(ctx context.Context) (removed int, err error) {
 	const op = "sweep expired channels"
 	if err := s.c.usable(); err != nil {
 		return 0, wrap(op, err)
 	}
 	chunk := s.c.cfg.removeChunkSize
+	// skip passes over the expired leases this sweep left (they stay first
+	// in deadline order), so that each call makes progress and the sweep
+	// ends.
+	skipped, firstBad := 0, ""
 	for {
-		reply, err := redis.Ints(sweepExpiredScript.run(ctx, s.c, 1, []any{nil, nil,
-			s.c.key().leases(), s.c.key().prefix, chunk, removeBudgetPerID * chunk}))
-		if err == nil && len(reply) != 2 {
-			err = fmt.Errorf("script %s replied with %d values, want 2", sweepExpiredScript.name, len(reply))
+		reply, err := redis.Values(sweepExpiredScript.run(ctx, s.c, 1, []any{nil, nil,
+			s.c.key().leases(), s.c.key().prefix, chunk, removeBudgetPerID * chunk, skipped}))
+		// {removed, more}, or {removed, more, skipped, text} when the
+		// call left channels with a key of another type.
+		var n, more, skip int
+		if err == nil && len(reply) != 2 && len(reply) != 4 {
+			err = fmt.Errorf("script %s replied with %d values, want 2 or 4", sweepExpiredScript.name, len(reply))
+		}
+		if err == nil {
+			n, err = redis.Int(reply[0], nil)
+		}
+		if err == nil {
+			more, err = redis.Int(reply[1], nil)
+		}
+		if err == nil && len(reply) == 4 {
+			skip, err = redis.Int(reply[2], nil)
+			if err == nil && firstBad == "" {
+				firstBad, err = redis.String(reply[3], nil)
+			}
 		}
 		if err != nil {
 			return removed, wrap(op, err)
 		}
-		removed += reply[0]
-		if reply[1] == 0 {
-			return removed, nil
+		removed += n
+		skipped += skip
+		if more == 0 {
+			break
 		}
 		if err := ctx.Err(); err != nil {
 			return removed, wrap(op, err)
 		}
 	}
+	if skipped > 0 {
+		return removed, wrap(op, fmt.Errorf("left %d expired channels as they were, with their leases, because a key holds another type; the first: %w",
+			skipped, &wrongTypeError{msg: firstBad, reply: redis.Error(firstBad)}))
+	}
+	return removed, nil
 }
 
 // SweepExpiredEvery calls SweepExpired at once and then every interval

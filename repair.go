@@ -157,9 +157,10 @@ func (r *repairer) set(ctx context.Context, key, kind, name string) error {
 	if kind == "subs" {
 		// A read first, to skip the members of a live channel; the
 		// script checks again before it removes anything.
-		n, err := redis.Int(c.do(ctx, "HEXISTS", c.key().channel(name), fieldChannelID))
+		channelKey := c.key().channel(name)
+		n, err := redis.Int(c.do(ctx, "HEXISTS", channelKey, fieldChannelID))
 		if err != nil {
-			return err
+			return onKey(channelKey, err)
 		}
 		if n == 1 {
 			return nil
@@ -175,7 +176,7 @@ func (r *repairer) set(ctx context.Context, key, kind, name string) error {
 		var err error
 		cursor, members, err = scanPage(c.do(ctx, "SSCAN", key, cursor, "COUNT", scanPageSize))
 		if err != nil {
-			return err
+			return onKey(key, err)
 		}
 		for len(members) > 0 {
 			batch := members[:min(repairBatch, len(members))]

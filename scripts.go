@@ -76,6 +76,10 @@ func (s *script) run(ctx context.Context, c *conn, numKeys int, args []any) (any
 		return nil, err
 	}
 	if err != nil {
+		if e, ok := wrongTypeReply(err); ok {
+			// The script's own error names the key (scripts/*.lua).
+			err = &wrongTypeError{msg: string(e), reply: e}
+		}
 		return nil, fmt.Errorf("script %s: %w", s.name, err)
 	}
 	return reply, nil

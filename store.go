@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -54,7 +55,45 @@ var (
 	// input the store refuses before writing anything: an empty channel id
 	// or topic, or a value encoding/json cannot encode.
 	ErrInvalidArgument = errors.New("invalid argument")
+
+	// ErrWrongType is returned (wrapped; the text names the key, and for
+	// a script both types) when a key a call reads or writes holds
+	// another Redis type than the layout's: another program wrote a
+	// string where a topic set belongs, say. Redis never rolls a script
+	// back, so every script checks all the keys it will write before its
+	// first write: a call that returns ErrWrongType has written nothing
+	// (SweepExpired excepted: it removes the other expired channels and
+	// leaves the one with the bad key, lease included).
+	ErrWrongType = errors.New("pikkuredis: a key holds the wrong type")
 )
+
+// wrongTypeError is a WRONGTYPE reply that names its key: a script's,
+// which names it itself, or a plain command's, named by onKey. It is
+// ErrWrongType for errors.Is, and unwraps to Redis's reply too.
+type wrongTypeError struct {
+	msg   string
+	reply error
+}
+
+func (e *wrongTypeError) Error() string   { return e.msg }
+func (e *wrongTypeError) Unwrap() []error { return []error{ErrWrongType, e.reply} }
+
+// wrongTypeReply returns Redis's WRONGTYPE reply within err, if any.
+func wrongTypeReply(err error) (redis.Error, bool) {
+	var e redis.Error
+	return e, errors.As(err, &e) && strings.HasPrefix(string(e), "WRONGTYPE")
+}
+
+// onKey names the key in a WRONGTYPE reply to a plain command, which
+// Redis does not ("WRONGTYPE Operation against a key holding the wrong
+// kind of value"), and makes it ErrWrongType; other errors pass as they
+// are.
+func onKey(key string, err error) error {
+	if e, ok := wrongTypeReply(err); ok {
+		return &wrongTypeError{msg: "WRONGTYPE key " + key + ": " + strings.TrimPrefix(string(e), "WRONGTYPE "), reply: e}
+	}
+	return err
+}
 
 // emptyObject is what absent JSON reads as; each result gets its own copy,
 // so that a caller editing one in place cannot change another.
@@ -214,12 +253,13 @@ func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 		return wrap(op, err)
 	}
 	// One key, one command: HSET is atomic on its own.
-	_, err = s.c.do(ctx, "HSET", s.c.key().channel(ch.ChannelID),
+	key := s.c.key().channel(ch.ChannelID)
+	_, err = s.c.do(ctx, "HSET", key,
 		fieldChannelID, ch.ChannelID,
 		fieldChannelName, ch.ChannelName,
 		fieldOpeningData, data,
 		fieldCreatedAt, createdAt)
-	return wrap(op, err)
+	return wrap(op, onKey(key, err))
 }
 
 // removeBudgetPerID sets how many topic memberships one remove_channels call
@@ -360,7 +400,7 @@ func (s *ChannelStore) readChannel(ctx context.Context, channelID string, extra 
 	}
 	vals, err := redis.ByteSlices(s.c.do(ctx, "HMGET", args...))
 	if err != nil {
-		return channelHash{}, err
+		return channelHash{}, onKey(args[0].(string), err)
 	}
 	if len(vals) != len(args)-1 || len(vals[0]) == 0 {
 		return channelHash{}, notFound(channelID)
@@ -437,9 +477,10 @@ func (s *EventHubStore) GetChannelIDsForTopic(ctx context.Context, topic string)
 	}
 	// redis.Strings turns the empty array of an unknown topic into an
 	// empty, non-nil slice.
-	ids, err := redis.Strings(s.c.do(ctx, "SMEMBERS", s.c.key().topic(topic)))
+	key := s.c.key().topic(topic)
+	ids, err := redis.Strings(s.c.do(ctx, "SMEMBERS", key))
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, wrap(op, onKey(key, err))
 	}
 	return ids, nil
 }
@@ -473,7 +514,7 @@ func (s *EventHubStore) ScanChannelIDsForTopic(ctx context.Context, topic string
 			var err error
 			cursor, ids, err = scanPage(s.c.do(ctx, "SSCAN", key, cursor, "COUNT", scanPageSize))
 			if err != nil {
-				yield("", wrap(op, err))
+				yield("", wrap(op, onKey(key, err)))
 				return
 			}
 			for _, id := range ids {

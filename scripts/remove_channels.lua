@@ -19,6 +19,11 @@
 --
 -- Returns: how many of the n channels were removed (1..n), always the first
 -- ones; call again with the rest. Ids that do not exist count as removed.
+-- The call stops before a channel one of whose keys (its hash, its subs
+-- set, a topic set named in it) holds another type; when that is the
+-- first channel, or the lease set is not a sorted set, it returns an error
+-- naming the key, "WRONGTYPE remove_channels: key ... holds a ..., want a
+-- ...; nothing was written", and writes nothing.
 -- The caller bounds n (100 by default) and the budget (1000 by default:
 -- about 0.7 ms of Redis time) so that one call never holds Redis long.
 --
@@ -33,28 +38,92 @@ if budget == nil or budget < 0 then
   return redis.error_reply('ERR remove_channels: budget must be a number >= 0, got ' .. ARGV[2])
 end
 local topicPrefix = ARGV[1] .. ':topic:'
--- Dropped whether or not the store has a TTL, so that an id removed by a
--- store without one cannot leave a lease behind that would later sweep a
--- new channel of the same id; looked for once, so that a prefix without
--- leases pays one call, not one per id.
+-- Redis never rolls a script back, so the call is in two phases: it first
+-- decides which channels it takes and checks every key it would write
+-- (per channel its hash, its subs set and every topic set named in it, by
+-- reads), then writes, starting with the lease set, whose first ZREM fails
+-- on another type before it writes. A key of another type stops the call
+-- before its first write.
+-- typeError is the error naming a key that holds another type than want.
+-- TYPE is asked only here, on the way out, and may be refused to an ACL
+-- user (the README's grants no TYPE).
+local function typeError(key, want)
+  local got = redis.pcall('TYPE', key)
+  return redis.error_reply('WRONGTYPE remove_channels: key ' .. key .. ' holds a ' .. (got['ok'] or 'value of another type')
+    .. ', want a ' .. want .. '; nothing was written')
+end
+-- try runs a command that fails on a key of another type before it
+-- writes anything (a read, or the first write to its key); it returns the
+-- reply, or nil and an error reply (naming the key for WRONGTYPE).
+local function try(key, want, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply['err'] then
+    if string.sub(reply['err'], 1, 9) == 'WRONGTYPE' then
+      return nil, typeError(key, want)
+    end
+    return nil, reply
+  end
+  return reply
+end
+-- The lease is dropped whether or not the store has a TTL, so that an id
+-- removed by a store without one cannot leave a lease behind that would
+-- later sweep a new channel of the same id; the lease set is looked for
+-- once, so that a prefix without leases pays one call, not one per id.
 local leasesKey = ARGV[1] .. ':leases'
 local hasLeases = redis.call('EXISTS', leasesKey) == 1
-local work = 0
+-- Phase 1: the channels taken, their topics, and every key checked. A
+-- channel with a key of another type is not taken: the call stops before
+-- it (as before a channel over the budget), and the next call, which
+-- starts with it, fails naming the key.
+local taken, topicsOf, work = 0, {}, 0
 for i = 1, n do
-  local channelKey, subsKey, id = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i]
-  if budget > 0 and i > 1 and work + redis.call('SCARD', subsKey) > budget then
-    return i - 1
+  local channelKey, subsKey = KEYS[2 * i - 1], KEYS[2 * i]
+  local size, topics, bad, _
+  if budget > 0 and i > 1 then
+    size, bad = try(subsKey, 'set', 'SCARD', subsKey)
+    if not bad and work + size > budget then
+      break
+    end
   end
-  -- The lease first: a user whose ACL lacks ZREM is refused here, before
-  -- anything of the channel is deleted.
+  if not bad then
+    topics, bad = try(subsKey, 'set', 'SMEMBERS', subsKey)
+  end
+  if not bad then
+    _, bad = try(channelKey, 'hash', 'HEXISTS', channelKey, 'channelId')
+  end
+  if not bad then
+    for _, topic in ipairs(topics) do
+      _, bad = try(topicPrefix .. topic, 'set', 'SCARD', topicPrefix .. topic)
+      if bad then
+        break
+      end
+    end
+  end
+  if bad then
+    if i == 1 then
+      return bad
+    end
+    break
+  end
+  taken, topicsOf[i], work = i, topics, work + #topics
+end
+-- Phase 2: the writes. Only the first ZREM can fail on a type, before it
+-- writes anything.
+for i = 1, taken do
+  local id = ARGV[2 + i]
   if hasLeases then
-    redis.call('ZREM', leasesKey, id)
+    if i == 1 then
+      local _, bad = try(leasesKey, 'zset', 'ZREM', leasesKey, id)
+      if bad then
+        return bad
+      end
+    else
+      redis.call('ZREM', leasesKey, id)
+    end
   end
-  local topics = redis.call('SMEMBERS', subsKey)
-  for _, topic in ipairs(topics) do
+  for _, topic in ipairs(topicsOf[i]) do
     redis.call('SREM', topicPrefix .. topic, id)
   end
-  work = work + #topics
-  redis.call('DEL', channelKey, subsKey)
+  redis.call('DEL', KEYS[2 * i - 1], KEYS[2 * i])
 end
-return n
+return taken

@@ -16,41 +16,123 @@
 -- ARGV[3]  budget: the most topic memberships one call removes, 0 for no
 --          limit; the call stops before a channel that would go over it
 --          (the first channel is always removed, however many topics it has)
+-- ARGV[4]  optional, default 0: skip, how many expired leases (the earliest
+--          deadlines) to pass over, those that earlier calls of the same
+--          sweep left because of a key of another type (see Returns)
 --
--- Returns: an array {removed, more}: how many channels with a hash were
--- removed (expired leases whose hash was already gone are dropped too, and
--- not counted), and 1 if expired leases may remain (call again), else 0.
+-- Returns: an array {removed, more} or {removed, more, skipped, error}:
+-- how many channels with a hash were removed (expired leases whose hash
+-- was already gone are dropped too, and not counted); 1 if expired leases
+-- may remain (call again, with ARGV[4] increased by skipped), else 0; and,
+-- only when some were, how many expired channels were left whole, lease
+-- included, because one of their keys (the channel hash, the subs set, a
+-- topic set named in it) holds another type, with the first of them as
+-- text naming the key and the channel: "WRONGTYPE sweep_expired: key ...
+-- holds a ..., want a ...; channel ... was left as it was, with its
+-- lease". A KEYS[1] that is not a sorted set is an error naming it, and
+-- nothing is written.
 --
 -- Example:
 --   redis-cli --eval scripts/sweep_expired.lua pikku:leases , pikku 100 1000
-if #KEYS ~= 1 or #ARGV ~= 3 then
-  return redis.error_reply('ERR sweep_expired: expected 1 key and 3 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
+if #KEYS ~= 1 or (#ARGV ~= 3 and #ARGV ~= 4) then
+  return redis.error_reply('ERR sweep_expired: expected 1 key and 3 or 4 arguments, got ' .. #KEYS .. ' and ' .. #ARGV)
 end
-local limit, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
+local limit, budget, skip = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4] or '0')
 if limit == nil or limit < 1 or limit > 100000 or limit ~= math.floor(limit)
-  or budget == nil or budget < 0 or budget ~= math.floor(budget) then
-  return redis.error_reply('ERR sweep_expired: limit must be an integer from 1 to 100000 and budget an integer >= 0, got ' .. ARGV[2] .. ' and ' .. ARGV[3])
+  or budget == nil or budget < 0 or budget ~= math.floor(budget)
+  or skip == nil or skip < 0 or skip ~= math.floor(skip) then
+  return redis.error_reply('ERR sweep_expired: limit must be an integer from 1 to 100000, budget and skip integers >= 0, got ' .. ARGV[2] .. ', ' .. ARGV[3] .. ' and ' .. tostring(ARGV[4]))
+end
+-- Redis never rolls a script back, so the call is in two phases: it first
+-- reads the expired ids, decides which channels it takes and checks every
+-- key it would write for them (the channel hash, the subs set, every topic
+-- set named in it, by reads), then writes. A channel with a key of another
+-- type is left whole, lease included, and reported; the others are
+-- removed. The next call passes over it (ARGV[4]), so that a sweep ends;
+-- the next sweep tries it again.
+-- typeError is the error naming a key that holds another type than want.
+-- TYPE is asked only here, on the way out, and may be refused to an ACL
+-- user (the README's grants no TYPE).
+local function typeError(key, want)
+  local got = redis.pcall('TYPE', key)
+  return redis.error_reply('WRONGTYPE sweep_expired: key ' .. key .. ' holds a ' .. (got['ok'] or 'value of another type')
+    .. ', want a ' .. want .. '; nothing was written')
+end
+-- try runs a command that fails on a key of another type before it
+-- writes anything (a read, or the first write to its key); it returns the
+-- reply, or nil and an error reply (naming the key for WRONGTYPE).
+local function try(key, want, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply['err'] then
+    if string.sub(reply['err'], 1, 9) == 'WRONGTYPE' then
+      return nil, typeError(key, want)
+    end
+    return nil, reply
+  end
+  return reply
 end
 local t = redis.call('TIME')
 local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, limit)
+local ids, bad = try(KEYS[1], 'zset', 'ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', skip, limit)
+if bad then
+  return bad
+end
 local prefix = ARGV[1]
-local removed, work = 0, 0
+-- Phase 1: the channels taken, their topics, and every key checked.
+local take, topicsOf, work, more, skipped, firstBad = {}, {}, 0, 0, 0, nil
 for i, id in ipairs(ids) do
-  local subsKey = prefix .. ':subs:' .. id
-  if budget > 0 and i > 1 and work + redis.call('SCARD', subsKey) > budget then
-    return {removed, 1}
+  local subsKey, channelKey = prefix .. ':subs:' .. id, prefix .. ':channel:' .. id
+  local size, topics, _
+  bad = nil
+  if budget > 0 and i > 1 then
+    size, bad = try(subsKey, 'set', 'SCARD', subsKey)
+    if not bad and work + size > budget then
+      more = 1
+      break
+    end
   end
+  if not bad then
+    topics, bad = try(subsKey, 'set', 'SMEMBERS', subsKey)
+  end
+  if not bad then
+    _, bad = try(channelKey, 'hash', 'HEXISTS', channelKey, 'channelId')
+  end
+  if not bad then
+    for _, topic in ipairs(topics) do
+      _, bad = try(prefix .. ':topic:' .. topic, 'set', 'SCARD', prefix .. ':topic:' .. topic)
+      if bad then
+        break
+      end
+    end
+  end
+  if bad then
+    local msg = bad['err']
+    if string.sub(msg, 1, 9) ~= 'WRONGTYPE' then
+      return bad -- not a type: fail the call, which has written nothing
+    end
+    skipped = skipped + 1
+    firstBad = firstBad or (string.gsub(msg, '; nothing was written$', '') .. '; channel ' .. id .. ' was left as it was, with its lease')
+  else
+    take[#take + 1] = id
+    topicsOf[#take] = topics
+    work = work + #topics
+  end
+end
+-- Phase 2: the writes, none of which can fail on a type now.
+local removed = 0
+for i, id in ipairs(take) do
+  local subsKey = prefix .. ':subs:' .. id
   redis.call('ZREM', KEYS[1], id)
-  local topics = redis.call('SMEMBERS', subsKey)
-  for _, topic in ipairs(topics) do
+  for _, topic in ipairs(topicsOf[i]) do
     redis.call('SREM', prefix .. ':topic:' .. topic, id)
   end
-  work = work + #topics
   removed = removed + redis.call('DEL', prefix .. ':channel:' .. id)
   redis.call('DEL', subsKey)
 end
 if #ids == limit then
-  return {removed, 1}
+  more = 1
 end
-return {removed, 0}
+if skipped > 0 then
+  return {removed, more, skipped, firstBad}
+end
+return {removed, more}

@@ -15,7 +15,10 @@
 -- ARGV[1+i]   channelId_i, for i = 1..n
 --
 -- Returns: the ids, of the n given, whose channel hash does not exist
--- (no channelId field); an empty array when every lease was extended.
+-- (no channelId field); an empty array when every lease was extended. When
+-- a key holds another type (KEYS[1] not a sorted set, a channel hash not a
+-- hash), an error naming it, "WRONGTYPE touch_channels: key ... holds a
+-- ..., want a ...; nothing was written", and nothing is written.
 --
 -- Example:
 --   redis-cli --eval scripts/touch_channels.lua pikku:leases pikku:channel:c1 , 30000 c1
@@ -29,12 +32,50 @@ if ttl == nil or ttl < 1 or ttl > 1e12 or ttl ~= math.floor(ttl) then
 end
 local t = redis.call('TIME')
 local deadline = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl)
-local gone = {}
+-- Redis never rolls a script back, so every channel hash is checked by
+-- its HEXISTS (a read) before the first write, and the first ZADD fails on
+-- a lease set of another type before it writes.
+-- typeError is the error naming a key that holds another type than want.
+-- TYPE is asked only here, on the way out, and may be refused to an ACL
+-- user (the README's grants no TYPE).
+local function typeError(key, want)
+  local got = redis.pcall('TYPE', key)
+  return redis.error_reply('WRONGTYPE touch_channels: key ' .. key .. ' holds a ' .. (got['ok'] or 'value of another type')
+    .. ', want a ' .. want .. '; nothing was written')
+end
+-- try runs a command that fails on a key of another type before it
+-- writes anything (a read, or the first write to its key); it returns the
+-- reply, or nil and an error reply (naming the key for WRONGTYPE).
+local function try(key, want, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply['err'] then
+    if string.sub(reply['err'], 1, 9) == 'WRONGTYPE' then
+      return nil, typeError(key, want)
+    end
+    return nil, reply
+  end
+  return reply
+end
+local live, gone = {}, {}
 for i = 1, n do
-  if redis.call('HEXISTS', KEYS[1 + i], 'channelId') == 1 then
-    redis.call('ZADD', KEYS[1], deadline, ARGV[1 + i])
+  local exists, bad = try(KEYS[1 + i], 'hash', 'HEXISTS', KEYS[1 + i], 'channelId')
+  if bad then
+    return bad
+  end
+  if exists == 1 then
+    live[#live + 1] = ARGV[1 + i]
   else
     gone[#gone + 1] = ARGV[1 + i]
+  end
+end
+for i, id in ipairs(live) do
+  if i == 1 then
+    local _, bad = try(KEYS[1], 'zset', 'ZADD', KEYS[1], deadline, id)
+    if bad then
+      return bad
+    end
+  else
+    redis.call('ZADD', KEYS[1], deadline, id)
   end
 end
 return gone
