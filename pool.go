@@ -41,16 +41,17 @@ var errNoPool = errors.New("store has no pool: make it with NewChannelStore/NewE
 // conn is what both stores share: where connections come from, the key
 // names, and whether the store still runs.
 type conn struct {
-	pool  Pool
-	owned *redis.Pool // the pool the store dialled itself; nil for a caller's pool
-	lanes *lanes      // auto-pipelined connections the store dialled itself; nil when it uses a pool
+	pool   Pool
+	owned  *redis.Pool // the pool the store dialled itself; nil for a caller's pool
+	lanes  *lanes      // auto-pipelined connections the store dialled itself; nil when it uses a pool
+	keys   keys
+	cfg    config
+	closed atomic.Bool
+	done   chan struct{} // closed by close, for loops that wait between calls
+
 	// release frees what the dial of a store opened from a URL holds
 	// (its connections to Redis Sentinel); nil when nothing.
 	release func()
-	keys    keys
-	cfg     config
-	closed  atomic.Bool
-	done    chan struct{} // closed by close, for loops that wait between calls
 }
 
 func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
