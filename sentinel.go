@@ -124,7 +124,16 @@ func (d *sentinelDial) masterAddr(ctx context.Context) (string, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		addr, err := d.snt.MasterAddr()
+		// The library moves a sentinel that failed to the end of its list
+		// while it walks that list, so one MasterAddr can skip the
+		// sentinels after a dead one; asking again walks the new order.
+		var addr string
+		var err error
+		for range d.snt.Addrs {
+			if addr, err = d.snt.MasterAddr(); !errors.As(err, new(sentinel.NoSentinelsAvailable)) {
+				break
+			}
+		}
 		d.mu.Lock()
 		if d.closed {
 			// release ran while this asked, and the library then opened

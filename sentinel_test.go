@@ -2,6 +2,7 @@ package pikkuredis_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -277,3 +278,82 @@ func TestSentinelFailover(t *testing.T) {
 }
 
 func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
+
+// A Sentinel URL that cannot work is refused at Open, saying why and
+// never showing a password; a dial that fails says why too: no sentinel,
+// a wrong sentinel or Redis password, a master name the sentinels do not
+// know, a "master" that is a replica (which then gets no command but
+// AUTH and ROLE), sentinels that hang (the call still ends with its
+// context).
+func TestSentinelErrors(t *testing.T) {
+	const s = "Zq9xK7wP"
+	for url, want := range map[string]string{
+		"redis+sentinel://u:" + s + "@/mymaster":                         "no sentinel addresses",
+		"redis+sentinel://u:" + s + "@h1:bad/mymaster":                   `sentinel address "h1:bad": port must be a number`,
+		"redis+sentinel://u:" + s + "@h1":                                "no master name",
+		"redis+sentinel://h1/m?tls=1&sentinel_password=" + s:             `unknown parameter "tls"`,
+		"redis+sentinel://h1/m?sentinel_password=" + s + "&x" + s:        "not shown",
+		"redis+sentinel://u:" + s[:3] + "/" + s[3:] + "@h1/m":            "(not shown) is malformed",
+		"rediss+sentinel://u:" + s + "@h1/m/x":                           `database "x"`,
+		"redis+sentinel://h1/m?sentinel_password=" + s[:3] + "@" + s[3:]: "(not shown) is malformed",
+	} {
+		for mode, opts := range openModes {
+			_, err := pikkuredis.OpenChannelStore(url, opts...)
+			require.Error(t, err, "%s %s", mode, url)
+			assert.Contains(t, err.Error(), "pikkuredis: invalid redis sentinel URL")
+			assert.Contains(t, err.Error(), want)
+			assertNoSecret(t, err, s)
+			_, err = pikkuredis.OpenEventHubStore(url, opts...)
+			require.Error(t, err, "%s %s", mode, url)
+			assertNoSecret(t, err, s)
+		}
+	}
+
+	user := []string{"--user", "app", "on", ">" + s, "~*", "&*", "+@all"}
+	master := ownRedis(t, user...)
+	replicaOfNothing := ownRedis(t, append([]string{"--replicaof", "127.0.0.1", strings.TrimPrefix(closedPortURL(t), "redis://127.0.0.1:")}, user...)...)
+	good := ownSentinel(t, redisserver.SentinelConfig{MasterAddr: master.Addr, Quorum: 1, Password: s + "s"})
+	// A sentinel that names a replica as the master (here: monitors it as
+	// one, and has no replica to promote instead).
+	liar := ownSentinel(t, redisserver.SentinelConfig{MasterAddr: replicaOfNothing.Addr, Quorum: 1})
+	none := strings.TrimPrefix(closedPortURL(t), "redis://")
+	hang := strings.TrimPrefix(blackhole(t), "redis://")
+	for url, want := range map[string]string{
+		"redis+sentinel://app:" + s + "@" + none + "/mymaster":                                             "connection refused",
+		"redis+sentinel://app:" + s + "@" + good.Addr + "/mymaster?sentinel_password=wrong" + s:            "WRONGPASS",
+		"redis+sentinel://app:" + s + "@" + good.Addr + "/mymaster":                                        "NOAUTH",
+		"redis+sentinel://app:wrong" + s + "@" + good.Addr + "/mymaster?sentinel_password=" + s + "s":      "WRONGPASS",
+		"redis+sentinel://app:" + s + "@" + none + "," + good.Addr + "/other?sentinel_password=" + s + "s": `do not know master "other"`,
+		"redis+sentinel://app:" + s + "@" + liar.Addr + "/mymaster":                                        `is a slave`,
+		"redis+sentinel://app:" + s + "@" + hang + "/mymaster":                                             context.DeadlineExceeded.Error(),
+	} {
+		for mode, opts := range openModes {
+			cs, hs := openBoth(t, url, opts...)
+			for _, init := range []func(context.Context) error{cs.Init, hs.Init} {
+				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				start := time.Now()
+				err := init(ctx)
+				took := time.Since(start)
+				cancel()
+				require.Error(t, err, "%s %s", mode, url)
+				assert.Contains(t, err.Error(), want, "%s %s", mode, url)
+				if !errors.Is(err, context.DeadlineExceeded) { // the caller left before the dial ended
+					assert.Contains(t, err.Error(), "connect to redis: ", "%s %s", mode, url)
+				}
+				assertNoSecret(t, err, s)
+				assert.Less(t, took, 300*time.Millisecond+300*time.Millisecond, "%s %s: Init outlived its context", mode, url)
+			}
+		}
+	}
+	// With the right passwords the good sentinel's master works...
+	cs, _ := openBoth(t, "redis+sentinel://app:"+s+"@"+none+","+good.Addr+"/mymaster?sentinel_password="+s+"s")
+	require.NoError(t, cs.Init(ctxT(t)))
+	require.NoError(t, cs.AddChannel(ctxT(t), pikkuredis.Channel{ChannelID: "c1"}))
+	// ...and the replica the liar named got nothing but the dial's AUTH
+	// and ROLE.
+	calls := commandCalls(t, replicaOfNothing)
+	assert.Positive(t, calls["role"])
+	for _, cmd := range []string{"evalsha", "eval", "script|load", "hset"} { // not PING: the sentinel sends those
+		assert.Zero(t, calls[cmd], "the replica got %s", cmd)
+	}
+}
