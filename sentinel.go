@@ -41,6 +41,7 @@ type sentinelDial struct {
 
 	mu     sync.Mutex
 	closed bool
+	asking *masterAsk // the question to the sentinels under way, if any
 }
 
 // sentinelDialer checks a Sentinel URL, when the store is opened, and
@@ -117,47 +118,61 @@ func (d *sentinelDial) dial(ctx context.Context) (redis.Conn, error) {
 // masterAddr asks the sentinels, in turn, for the master's address. The
 // library tries them in order, putting the one that answered first for
 // next time; it has no context, so its work goes on aside when ctx ends.
+// Its list is not safe for concurrent asks (it reorders it in place while
+// another walks it), and concurrent dials all want the same answer: so
+// one ask runs at a time and the dials that come meanwhile share it. A
+// stale answer is caught by the ROLE check.
 func (d *sentinelDial) masterAddr(ctx context.Context) (string, error) {
-	type result struct {
-		addr string
-		err  error
+	d.mu.Lock()
+	a := d.asking
+	if a == nil {
+		a = &masterAsk{done: make(chan struct{})}
+		d.asking = a
+		go d.ask(a)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		// The library moves a sentinel that failed to the end of its list
-		// while it walks that list, so one MasterAddr can skip the
-		// sentinels after a dead one; asking again walks the new order.
-		var addr string
-		var err error
-		for range d.snt.Addrs {
-			if addr, err = d.snt.MasterAddr(); !errors.As(err, new(sentinel.NoSentinelsAvailable)) {
-				break
-			}
-		}
-		d.mu.Lock()
-		if d.closed {
-			// release ran while this asked, and the library then opened
-			// new connections to the sentinels: close them too.
-			d.snt.Close()
-		}
-		d.mu.Unlock()
-		ch <- result{addr, err}
-	}()
-	var r result
+	d.mu.Unlock()
 	select {
-	case r = <-ch:
+	case <-a.done:
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
-	if r.err != nil {
-		if strings.Contains(r.err.Error(), redis.ErrNil.Error()) {
+	if a.err != nil {
+		if strings.Contains(a.err.Error(), redis.ErrNil.Error()) {
 			// get-master-addr-by-name answers nil for a name it does not
 			// monitor; the library reports it as a nil reply.
 			return "", fmt.Errorf("sentinels %s do not know master %q", strings.Join(d.url.Addrs, ","), d.url.MasterName)
 		}
-		return "", fmt.Errorf("ask sentinels %s for master %q: %w", strings.Join(d.url.Addrs, ","), d.url.MasterName, r.err)
+		return "", fmt.Errorf("ask sentinels %s for master %q: %w", strings.Join(d.url.Addrs, ","), d.url.MasterName, a.err)
 	}
-	return r.addr, nil
+	return a.addr, nil
+}
+
+// masterAsk is one question to the sentinels, shared by the dials that
+// wait for it; addr and err are set before done is closed.
+type masterAsk struct {
+	done chan struct{}
+	addr string
+	err  error
+}
+
+func (d *sentinelDial) ask(a *masterAsk) {
+	// The library moves a sentinel that failed to the end of its list
+	// while it walks that list, so one MasterAddr can skip the sentinels
+	// after a dead one; asking again walks the new order.
+	for range d.url.Addrs {
+		if a.addr, a.err = d.snt.MasterAddr(); !errors.As(a.err, new(sentinel.NoSentinelsAvailable)) {
+			break
+		}
+	}
+	d.mu.Lock()
+	d.asking = nil
+	if d.closed {
+		// release ran while this asked, and the library then opened new
+		// connections to the sentinels: close them too.
+		d.snt.Close()
+	}
+	d.mu.Unlock()
+	close(a.done)
 }
 
 // release closes the store's connections to the sentinels.
