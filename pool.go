@@ -47,6 +47,10 @@ type conn struct {
 	cfg    config
 	closed atomic.Bool
 	done   chan struct{} // closed by close, for loops that wait between calls
+
+	// release frees what the dial of a store opened from a URL holds
+	// (its connections to Redis Sentinel); nil when nothing.
+	release func()
 }
 
 func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
@@ -57,17 +61,20 @@ func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
 // default, or over a pool of its own.
 func openConn(rawURL string, opts []Option) (*conn, error) {
 	cfg := newConfig(opts)
-	dial, err := dialer(rawURL, cfg)
+	dial, release, err := dialFor(rawURL, cfg) // dialer, or the Sentinel's (sentinel.go)
 	if err != nil {
 		return nil, err
 	}
+	var c *conn
 	if cfg.pipelineConns > 0 {
-		c := newConn(nil, nil, cfg)
+		c = newConn(nil, nil, cfg)
 		c.lanes = newLanes(cfg.pipelineConns, dial)
-		return c, nil
+	} else {
+		p := openPool(dial, cfg)
+		c = newConn(p, p, cfg)
 	}
-	p := openPool(dial, cfg)
-	return newConn(p, p, cfg), nil
+	c.release = release
+	return c, nil
 }
 
 // key returns the key builder; a zero-value store (nil conn) gets one too,
@@ -280,6 +287,9 @@ func (c *conn) close() error {
 	close(c.done)
 	if c.lanes != nil {
 		c.lanes.close()
+	}
+	if c.release != nil {
+		defer c.release()
 	}
 	if c.owned != nil {
 		if err := c.owned.Close(); err != nil {

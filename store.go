@@ -189,6 +189,20 @@ func NewChannelStore(pool Pool, opts ...Option) *ChannelStore {
 // redis:// or rediss:// URL (redis://[user:password@]host:port[/db]). Close
 // closes that pool. Nothing is dialled until the first call; call Init to
 // check the connection at start-up.
+//
+// For Redis Sentinel, give the sentinels and the master's name:
+//
+//	redis+sentinel://[user:password@]host1[:26379][,host2[:26379]...]/mastername[/db][?sentinel_username=u&sentinel_password=p]
+//
+// Every dial asks the sentinels (in turn, the last one that answered
+// first) for the master, dials it with the user, password and database of
+// the URL, as a redis:// URL, and checks with ROLE that it is the master;
+// so after a failover the store follows the new master. The sentinels
+// have their own credentials in the query (percent-encoded), none by
+// default. rediss+sentinel:// dials Redis and the sentinels with TLS
+// (WithDialOptions(redis.DialTLSConfig(...)) for both); add
+// sentinel_tls=false for sentinels that listen without TLS, or
+// sentinel_tls=true with redis+sentinel:// for the reverse.
 func OpenChannelStore(rawURL string, opts ...Option) (*ChannelStore, error) {
 	c, err := openConn(rawURL, opts)
 	if err != nil {
@@ -447,8 +461,9 @@ func NewEventHubStore(pool Pool, opts ...Option) *EventHubStore {
 }
 
 // OpenEventHubStore returns a store with a pool of its own, dialled from a
-// redis:// or rediss:// URL. Close closes that pool. Nothing is dialled
-// until the first call.
+// redis:// or rediss:// URL, or from Redis Sentinel with a
+// redis+sentinel:// URL as OpenChannelStore says. Close closes that pool.
+// Nothing is dialled until the first call.
 func OpenEventHubStore(rawURL string, opts ...Option) (*EventHubStore, error) {
 	c, err := openConn(rawURL, opts)
 	if err != nil {

@@ -19,7 +19,8 @@ const Hidden = "xxxxx"
 // way that cannot be shown without showing the password.
 const malformedUserInfo = "the user name or password (not shown) is malformed: percent-encode @ : / ? # % in them"
 
-// Redact returns rawURL fit to print: its password replaced by Hidden.
+// Redact returns rawURL fit to print: its password replaced by Hidden. A
+// Sentinel URL is redacted by RedactSentinel.
 //
 // A well-formed URL keeps its user name (redis://user:xxxxx@host:6379), as
 // url.URL.Redacted writes it. A lone user name (redis://secret@host) is
@@ -29,6 +30,9 @@ const malformedUserInfo = "the user name or password (not shown) is malformed: p
 // the port, the path or the query) loses everything from after its scheme
 // up to its last '@', since the password may be anywhere in there.
 func Redact(rawURL string) string {
+	if IsSentinel(rawURL) { // its passwords may be in the query too
+		return RedactSentinel(rawURL)
+	}
 	if !strings.Contains(rawURL, "@") {
 		return rawURL
 	}
