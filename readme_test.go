@@ -212,6 +212,9 @@ func TestReadmeGuarantees(t *testing.T) {
 	require.Greater(t, len(names), 20)
 	files, err := filepath.Glob("*_test.go")
 	require.NoError(t, err)
+	internal, err := filepath.Glob("internal/*/*_test.go")
+	require.NoError(t, err)
+	files = append(files, internal...)
 	defined := map[string]bool{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
