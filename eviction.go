@@ -22,23 +22,24 @@ import (
 //
 // Init checks the policy last, after loading the scripts, so a caller who
 // accepts the risk can go on after errors.Is(err, ErrEvictionPolicy).
-// Where the server refuses the check (an ACL user without +info, a
-// managed Redis that renamed INFO), Init skips it.
+// Init reads the policy from INFO memory, or from CONFIG GET where INFO
+// is refused; where both are refused (an ACL user with neither +info nor
+// +config|get, as the README's line has), Init skips the check.
 var ErrEvictionPolicy = errors.New("unsafe eviction policy")
 
 // checkEvictionPolicy reads maxmemory_policy from INFO memory (which
-// managed services that disable CONFIG still answer) and refuses the
-// allkeys-* policies. An error reply to INFO means the check cannot be
-// made here: it passes. A connection error is returned.
+// managed services that disable CONFIG still answer), or, where INFO is
+// refused (an ACL user without +info, a renamed INFO), from CONFIG GET,
+// and refuses the allkeys-* policies. Where both are refused the check
+// cannot be made here: it passes. A connection error is returned.
 func (c *conn) checkEvictionPolicy(ctx context.Context) error {
-	info, err := redis.String(c.do(ctx, "INFO", "memory"))
+	policy, err := c.evictionPolicy(ctx)
 	if err != nil {
 		if isReplyError(err) {
 			return nil
 		}
 		return fmt.Errorf("check maxmemory-policy: %w", err)
 	}
-	policy := infoField(info, "maxmemory_policy")
 	if strings.HasPrefix(policy, "allkeys-") {
 		return fmt.Errorf("%w: maxmemory-policy is %s, under which Redis at maxmemory evicts the topic and subs sets "+
 			"(topics read as empty, the two index directions disagree); set maxmemory-policy to noeviction, "+
@@ -46,6 +47,24 @@ func (c *conn) checkEvictionPolicy(ctx context.Context) error {
 			ErrEvictionPolicy, policy)
 	}
 	return nil
+}
+
+// evictionPolicy returns the server's maxmemory-policy ("" when it says
+// none), or the error reply of the second way to ask when both are
+// refused.
+func (c *conn) evictionPolicy(ctx context.Context) (string, error) {
+	info, err := redis.String(c.do(ctx, "INFO", "memory"))
+	if err == nil {
+		return infoField(info, "maxmemory_policy"), nil
+	}
+	if !isReplyError(err) {
+		return "", err
+	}
+	kv, err := redis.StringMap(c.do(ctx, "CONFIG", "GET", "maxmemory-policy"))
+	if err != nil {
+		return "", err
+	}
+	return kv["maxmemory-policy"], nil
 }
 
 // infoField returns the value of one "name:value" line of an INFO reply,

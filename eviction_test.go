@@ -69,8 +69,9 @@ func TestInitRefusesAllkeysEvictionPolicies(t *testing.T) {
 	}
 }
 
-// TestInitSkipsTheEvictionCheckWhenRefused: a user that may not run INFO
-// (the README's ACL line grants no +info) gets on with Init.
+// TestInitSkipsTheEvictionCheckWhenRefused: a user that may run neither
+// INFO nor CONFIG GET (the README's ACL line grants neither) gets on with
+// Init; one that may run CONFIG GET only is checked with it.
 func TestInitSkipsTheEvictionCheckWhenRefused(t *testing.T) {
 	const pw = "evict-pw-91d3"
 	prefix := randomPrefix(t)
@@ -82,7 +83,15 @@ func TestInitSkipsTheEvictionCheckWhenRefused(t *testing.T) {
 		assert.NoError(t, cs.Init(ctxT(t)), mode)
 		assert.NoError(t, hs.Init(ctxT(t)), mode)
 	}
-	// The same server refuses an admin's Init.
+	// The same server refuses an admin's Init, and that of a user who
+	// may not run INFO but may read the config.
 	cs, _ := openBoth(t, srv.URL)
 	assert.ErrorIs(t, cs.Init(ctxT(t)), pikkuredis.ErrEvictionPolicy)
+	args := readmeACLLine(t, "configreader", pw, prefix)
+	_, err = admin.Do(args[0], toAny(append(args[1:], "+config|get"))...)
+	require.NoError(t, err)
+	cs, _ = openBoth(t, userURL(srv, "configreader", pw), pikkuredis.WithKeyPrefix(prefix))
+	err = cs.Init(ctxT(t))
+	assert.ErrorIs(t, err, pikkuredis.ErrEvictionPolicy, "read with CONFIG GET where INFO is refused")
+	assert.ErrorContains(t, err, "maxmemory-policy is allkeys-lru")
 }

@@ -268,3 +268,34 @@ func TestPipelinedCallsBehindAReadonlyReplyAreSentAgain(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, members, n)
 }
+
+// TestFailoverCallersPoolWithManyIdleConnections: a caller's pool holds
+// 64 idle connections to the master when it is demoted (the README's
+// example pool keeps that many). Every one leads to the replica now, and
+// the pool hands them all out before it dials: the first write after the
+// switch must still succeed, retiring them on the way.
+func TestFailoverCallersPoolWithManyIdleConnections(t *testing.T) {
+	p := newFailoverPair(t)
+	prefix := newPrefix(t)
+	pool := poolFor(t, p.proxy.URL)
+	hs := pikkuredis.NewEventHubStore(pool, pikkuredis.WithKeyPrefix(prefix))
+	ctx := ctxT(t)
+	var conns []redis.Conn
+	for range 64 {
+		c := pool.Get()
+		_, err := c.Do("PING")
+		require.NoError(t, err)
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	require.Equal(t, 64, pool.Stats().IdleCount)
+	p.failover(t)
+	p.proxy.SetTarget(p.b.Addr)
+	for i := range 10 {
+		ok, err := hs.Subscribe(ctx, "t", fmt.Sprintf("c%d", i))
+		require.NoError(t, err, "write %d after the switch (idle now %d)", i, pool.Stats().IdleCount)
+		assert.True(t, ok)
+	}
+}

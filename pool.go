@@ -216,10 +216,15 @@ const (
 // one and is kept.
 func (c *conn) waitLoading(ctx context.Context, cmd string, args []any, err error) (any, error) {
 	limit := time.Now().Add(c.cfg.ioTimeout)
+	_, hasDeadline := ctx.Deadline()
 	wait := loadingFirstWait
 	for {
-		if _, ok := ctx.Deadline(); !ok && time.Until(limit) < wait {
-			return nil, err
+		if !hasDeadline {
+			left := time.Until(limit)
+			if left <= 0 {
+				return nil, fmt.Errorf("still loading after %v (WithIOTimeout; give the call a deadline to wait longer): %w", c.cfg.ioTimeout, err)
+			}
+			wait = min(wait, left)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -242,17 +247,15 @@ func (c *conn) waitLoading(ctx context.Context, cmd string, args []any, err erro
 // tries is how many times a refused call is sent: twice on lanes, whose
 // next call always dials; on a pool, once more per idle connection, since
 // a pool hands those out before it dials and each may lead to the same
-// wrong server (every try retires the one it used, so this ends).
+// wrong server (as after a failover behind one address, when every idle
+// connection does). It ends: each try retires the connection it used, and
+// a refusal costs one quick round trip.
 func (c *conn) tries() int {
 	if p, ok := c.pool.(interface{ Stats() redis.PoolStats }); ok && c.lanes == nil {
-		return 2 + min(p.Stats().IdleCount, maxIdleTries)
+		return 2 + p.Stats().IdleCount
 	}
 	return 2
 }
-
-// maxIdleTries bounds the tries of one call on a large pool, all of
-// whose idle connections lead to a demoted master.
-const maxIdleTries = 16
 
 // try sends one command once.
 func (c *conn) try(ctx context.Context, cmd string, args []any) (any, error) {
