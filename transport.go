@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -181,12 +182,39 @@ func withCancelOf(ctx, other context.Context) (context.Context, context.CancelFu
 	return ctx, func() { stop(); cancel() }
 }
 
+// DialURLContext dials a connection as redis.DialURLContext does (same
+// URL forms, same options), for the DialContext of a caller's *redis.Pool,
+// with what the connections of a store opened from a URL get: the whole
+// dial, TLS handshake included, ends with ctx (redigo bounds only the
+// TCP connect by it), and CheckIdleConn can check the connection's socket
+// instead of sending a PING. The TCP connect is bounded by ctx and
+// DefaultConnectTimeout; a redis.DialContextFunc or DialNetDial among
+// opts replaces this dial, and the connection then gets neither.
+//
+//	pool := &redis.Pool{
+//		DialContext: func(ctx context.Context) (redis.Conn, error) {
+//			return pikkuredis.DialURLContext(ctx, url, redis.DialReadTimeout(10*time.Second))
+//		},
+//		TestOnBorrowContext: pikkuredis.CheckIdleConn,
+//		...
+//	}
+func DialURLContext(ctx context.Context, rawURL string, opts ...redis.DialOption) (redis.Conn, error) {
+	if err := checkURL(rawURL); err != nil {
+		return nil, err
+	}
+	return dialSock(ctx, rawURL, nil, slices.Clip(opts))
+}
+
 // CheckIdleConn is a TestOnBorrowContext for a caller's *redis.Pool
-// (NewChannelStore, NewEventHubStore): it PINGs, within ctx, a connection
-// that has been idle for a second or more, so that one a server timeout,
-// a load balancer or CLIENT KILL closed meanwhile is dropped by the pool
-// instead of failing the call written on it. Connections used more often
-// are handed out unchecked.
+// (NewChannelStore, NewEventHubStore), so that a connection that a server
+// timeout, a load balancer or CLIENT KILL closed while it sat in the pool
+// is dropped by the pool instead of failing the call written on it. A
+// connection from DialURLContext has its socket checked (one syscall, no
+// round trip) when it has been idle for a millisecond or more; any other
+// connection is PINGed, within ctx, when it has been idle for a second or
+// more, which covers a server timeout (whole seconds) and a load
+// balancer's idle timeout, not a CLIENT KILL of a connection used less
+// than a second before.
 //
 //	pool := &redis.Pool{..., TestOnBorrowContext: pikkuredis.CheckIdleConn}
 func CheckIdleConn(ctx context.Context, rc redis.Conn, idleSince time.Time) error {
