@@ -200,7 +200,8 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn, wrote bool) {
 		l.mu.Unlock()
 		return nil, lc, false
 	}
-	if idle && time.Since(lc.lastSend) >= idleCheckAfter && !lc.sock.usable() {
+	now := time.Now()
+	if idle && now.Sub(lc.lastSend) >= idleCheckAfter && !lc.sock.usable() {
 		// Closed while idle (a server timeout, a load balancer, CLIENT
 		// KILL): nothing is in flight on it, so nothing is lost; the
 		// queue waits for a new connection.
@@ -209,7 +210,7 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn, wrote bool) {
 		l.mu.Unlock()
 		return nil, nil, false
 	}
-	if !idle && lc.stalled(replied) && l.retire(lc) {
+	if !idle && lc.stalled(replied, now) && l.retire(lc) {
 		l.mu.Unlock()
 		return nil, nil, false
 	}
@@ -226,7 +227,9 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn, wrote bool) {
 	l.queue = l.spare[:0]
 	l.mu.Unlock()
 	batch = dropCancelled(batch)
-	now := time.Now()
+	if !idle {
+		now = time.Now() // after the yield
+	}
 	if !idle || len(batch) > 1 {
 		l.lastBusy = now
 	}
@@ -455,9 +458,8 @@ func (lc *laneConn) broken() bool { return lc.lost.Load() }
 
 // stalled says whether nothing at all has been read on lc for stallAfter
 // while replies are owed (wmu held; replied from state).
-func (lc *laneConn) stalled(replied uint64) bool {
+func (lc *laneConn) stalled(replied uint64, now time.Time) bool {
 	seen := replied + lc.sock.bytesRead()
-	now := time.Now()
 	if seen != lc.seen {
 		lc.seen, lc.seenAt = seen, now
 		return false
