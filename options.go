@@ -12,7 +12,7 @@ const (
 	DefaultPipelineConns   = 1                // WithPipelineConns
 	DefaultPoolSize        = 64               // WithPoolSize, with WithoutAutoPipelining
 	DefaultRemoveChunkSize = 100              // WithRemoveChunkSize
-	DefaultConnectTimeout  = 5 * time.Second  // WithDialOptions(redis.DialConnectTimeout(...))
+	DefaultConnectTimeout  = 5 * time.Second  // WithConnectTimeout
 	DefaultIOTimeout       = 10 * time.Second // WithIOTimeout
 )
 
@@ -27,6 +27,7 @@ type config struct {
 	poolSize        int
 	removeChunkSize int
 	ioTimeout       time.Duration
+	connectTimeout  time.Duration
 	dialOptions     []redis.DialOption
 	channelTTL      time.Duration // 0: no leases
 	requireChannel  bool
@@ -39,6 +40,7 @@ func newConfig(opts []Option) config {
 		poolSize:        DefaultPoolSize,
 		removeChunkSize: DefaultRemoveChunkSize,
 		ioTimeout:       DefaultIOTimeout,
+		connectTimeout:  DefaultConnectTimeout,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -109,12 +111,33 @@ func WithIOTimeout(d time.Duration) Option {
 	}
 }
 
+// WithConnectTimeout sets how long a store opened from a URL waits for
+// the TCP connect of each dial (default DefaultConnectTimeout); the
+// caller's context bounds it too, and the whole dial (connect, TLS
+// handshake, AUTH, SELECT) ends with that context. The store dials the
+// TCP connection itself (to check idle connections and bound the TLS
+// handshake), so redis.DialConnectTimeout and redis.DialKeepAlive given
+// to WithDialOptions have no effect: use this. Values below 1 keep the
+// default.
+func WithConnectTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.connectTimeout = d
+		}
+	}
+}
+
 // WithDialOptions adds redigo dial options (TLS config, client name,
 // timeouts, a password the URL does not carry...) to the connections of an
 // owned pool. This is the Go form of the "RedisOptions config" of
-// @pikku/redis. They are applied after the defaults (DefaultConnectTimeout
-// and WithIOTimeout), so they override them; a password, user, database or
-// TLS choice written in the URL takes precedence over the same option.
+// @pikku/redis. They are applied after the defaults (WithIOTimeout), so
+// they override them; a password, user, database or TLS choice written in
+// the URL takes precedence over the same option. The TCP connect is the
+// store's own (WithConnectTimeout): redis.DialConnectTimeout and
+// redis.DialKeepAlive have no effect, and a redis.DialContextFunc or
+// DialNetDial replaces the store's dial, whose connections then lose the
+// idle check, the stall check and the handshake bounded by the context
+// (see DialURLContext).
 func WithDialOptions(opts ...redis.DialOption) Option {
 	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
 }

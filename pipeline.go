@@ -2,6 +2,7 @@ package pikkuredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -87,6 +88,8 @@ type lane struct {
 	spare    []*call    // the queue's other buffer
 	lastBusy time.Time  // when calls last overlapped on this lane
 
+	retired []*laneConn // (l.mu) connections no call is written on any more, until their replies are in
+
 	cur atomic.Pointer[laneConn] // conn, for Close to reach without wmu
 }
 
@@ -147,7 +150,7 @@ func (l *lane) flush(own *call) (direct *laneConn) {
 		if d != nil {
 			direct = d
 		}
-		if hold, _ := busy.state(); busy != nil && hold {
+		if hold, _, _ := busy.state(); busy != nil && hold {
 			// The direct call's caller writes the queue when its reply
 			// is in (or its connection is lost); it stops holding before
 			// it tries, so either it sees this unlock or this sees that.
@@ -192,10 +195,24 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn, wrote bool) {
 		l.mu.Unlock()
 		return nil, nil, false
 	}
-	hold, idle := lc.state()
+	hold, idle, replied := lc.state()
 	if hold {
 		l.mu.Unlock()
 		return nil, lc, false
+	}
+	now := time.Now()
+	if idle && now.Sub(lc.lastSend) >= idleCheckAfter && !lc.sock.usable() {
+		// Closed while idle (a server timeout, a load balancer, CLIENT
+		// KILL): nothing is in flight on it, so nothing is lost; the
+		// queue waits for a new connection.
+		lc.fail(errIdleClosed)
+		l.startRedial(lc)
+		l.mu.Unlock()
+		return nil, nil, false
+	}
+	if !idle && lc.stalled(replied, now) && l.retire(lc) {
+		l.mu.Unlock()
+		return nil, nil, false
 	}
 	if !idle {
 		// Calls are in flight, so their callers will soon queue the next
@@ -210,9 +227,15 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn, wrote bool) {
 	l.queue = l.spare[:0]
 	l.mu.Unlock()
 	batch = dropCancelled(batch)
-	now := time.Now()
+	if !idle {
+		now = time.Now() // after the yield
+	}
 	if !idle || len(batch) > 1 {
 		l.lastBusy = now
+	}
+	lc.lastSend = now
+	if idle { // replies will be owed from now: the stall clock starts
+		lc.seen, lc.seenAt = replied+lc.sock.bytesRead(), now
 	}
 	var sent bool
 	if idle && len(batch) == 1 && batch[0] == own && now.Sub(l.lastBusy) > busyWindow {
@@ -250,7 +273,7 @@ func (l *lane) startRedial(lost *laneConn) {
 // queued meanwhile; if it cannot, the queued calls fail with its error.
 func (l *lane) redial(old *laneConn) {
 	defer l.dials.Done()
-	if old != nil {
+	if old != nil && old.broken() {
 		old.done() // its calls have all been failed
 	}
 	rc, err := l.dial(l.ctx)
@@ -307,6 +330,13 @@ func (l *lane) close() {
 	if lc := l.cur.Load(); lc != nil {
 		lc.fail(ErrClosed) // before taking wmu, which a blocked write holds
 	}
+	l.mu.Lock()
+	retired := l.retired
+	l.retired = nil
+	l.mu.Unlock()
+	for _, lc := range retired {
+		lc.fail(ErrClosed)
+	}
 	l.wmu.Lock()
 	lc := l.conn
 	l.wmu.Unlock()
@@ -314,7 +344,45 @@ func (l *lane) close() {
 		lc.fail(ErrClosed)
 		lc.done()
 	}
+	for _, lc := range retired {
+		lc.done()
+	}
 	l.dials.Wait()
+}
+
+// retire stops writing on lc (l.mu and wmu held), which has read nothing
+// for stallAfter while replies are owed: a connection a middlebox dropped
+// silently looks just like that, and calls written on it would wait for
+// the IO timeout. The calls in flight on it stay there and get their
+// replies if they come (a server that is merely slow answers them); it is
+// closed once they are all in, or at the IO timeout. New calls go to a
+// new connection, dialled now. One retired connection per lane at a time:
+// a second stall while the first one's callers still wait is a slow
+// server, not a dropped connection, and retiring again would only pile up
+// connections; one whose callers have all left is closed instead. It says
+// whether lc was retired.
+func (l *lane) retire(lc *laneConn) bool {
+	kept := l.retired[:0]
+	for _, old := range l.retired {
+		if old.broken() {
+			select {
+			case <-old.readerDone:
+				continue // gone: forget it
+			default:
+			}
+		} else if old.awaited() {
+			return false
+		} else {
+			old.fail(errRetired) // no one waits on it: close it now
+		}
+		kept = append(kept, old)
+	}
+	l.retired = append(kept, lc)
+	lc.retire()
+	l.conn = nil
+	l.cur.Store(nil)
+	l.startRedial(lc)
+	return true
 }
 
 // dropCancelled finishes the calls whose caller has left, so that they are
@@ -335,7 +403,13 @@ func dropCancelled(batch []*call) []*call {
 // laneConn is one connection of a lane and the calls written on it, in
 // the order their replies will come.
 type laneConn struct {
-	rc redis.Conn
+	rc   redis.Conn
+	sock *sock // the socket under rc; nil when the caller's dial function made it
+
+	// Guarded by the lane's wmu:
+	lastSend time.Time // when a call was last written
+	seen     uint64    // replies and bytes read, when last looked at
+	seenAt   time.Time // when seen last changed (or replies began to be owed)
 
 	mu       sync.Mutex
 	inflight []*call // a FIFO: inflight[head:] await the reader
@@ -347,6 +421,8 @@ type laneConn struct {
 	stop     func() bool // stops the direct call's AfterFunc
 	err      error       // set once, when the connection is lost
 	wake     chan struct{}
+	replied  uint64 // replies read so far
+	retired  bool   // no call is written on it any more (lane.retire)
 
 	sending    sync.Mutex    // held while writing: one writer at a time
 	wwake      chan struct{} // the writer's wake-up
@@ -356,8 +432,11 @@ type laneConn struct {
 }
 
 func newLaneConn(rc redis.Conn) *laneConn {
+	rc, s := unwrapSock(rc)
 	lc := &laneConn{
 		rc:         rc,
+		sock:       s,
+		lastSend:   time.Now(),
 		wake:       make(chan struct{}, 1),
 		wwake:      make(chan struct{}, 1),
 		readerDone: make(chan struct{}),
@@ -377,17 +456,52 @@ func (lc *laneConn) done() {
 
 func (lc *laneConn) broken() bool { return lc.lost.Load() }
 
+// stalled says whether nothing at all has been read on lc for stallAfter
+// while replies are owed (wmu held; replied from state).
+func (lc *laneConn) stalled(replied uint64, now time.Time) bool {
+	seen := replied + lc.sock.bytesRead()
+	if seen != lc.seen {
+		lc.seen, lc.seenAt = seen, now
+		return false
+	}
+	return now.Sub(lc.seenAt) >= stallAfter
+}
+
+// retire marks lc as taking no more calls: its reader closes it once the
+// replies owed are in.
+func (lc *laneConn) retire() {
+	lc.mu.Lock()
+	lc.retired = true
+	lc.mu.Unlock()
+	lc.signal()
+}
+
+// awaited says whether a caller still waits for a reply on lc.
+func (lc *laneConn) awaited() bool {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.direct {
+		return true
+	}
+	for _, c := range lc.inflight[lc.head:] {
+		if c.ctx.Err() == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // state says, in one look, whether a direct call in flight holds the
 // calls behind it (its caller can leave, and leaving closes the
 // connection, which must then carry no one else's call), and whether no
 // call is in flight at all.
-func (lc *laneConn) state() (hold, idle bool) {
+func (lc *laneConn) state() (hold, idle bool, replied uint64) {
 	if lc == nil {
-		return false, false
+		return false, false, 0
 	}
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	return lc.hold && lc.err == nil, !lc.direct && lc.head == len(lc.inflight)
+	return lc.hold && lc.err == nil, !lc.direct && lc.head == len(lc.inflight), lc.replied
 }
 
 func (lc *laneConn) signal() { poke(lc.wake) }
@@ -441,6 +555,10 @@ func (lc *laneConn) sendDirect(c *call) bool {
 
 func noStop() bool { return true }
 
+// errRetired closes a retired connection; no call sees it (a call still
+// in flight on it when it is closed early has been left by its caller).
+var errRetired = errors.New("redis connection lost: retired after reading nothing while replies were owed")
+
 // readDirect reads the reply of the direct call, then leaves the calls
 // written behind it to the reader.
 func (lc *laneConn) readDirect(ctx context.Context) (any, error) {
@@ -449,9 +567,10 @@ func (lc *laneConn) readDirect(ctx context.Context) (any, error) {
 	stop := lc.stop
 	if err == nil || isReplyError(err) {
 		lc.direct, lc.hold = false, false
+		lc.replied++
 	}
 	lc.stop = nil
-	behind := lc.head < len(lc.inflight)
+	behind := lc.head < len(lc.inflight) || lc.retired // retired: its reader closes it
 	lc.mu.Unlock()
 	stop()
 	if err != nil && !isReplyError(err) {
@@ -524,6 +643,13 @@ func (lc *laneConn) write() {
 		lc.sending.Lock()
 		var err error
 		for _, c := range batch {
+			// Looked at again right before its bytes go out: an earlier
+			// write may have blocked for long (a server that stopped
+			// reading), and a call whose caller left is never sent.
+			if cerr := c.ctx.Err(); cerr != nil {
+				lc.unsend(c, cerr)
+				continue
+			}
 			if err = lc.rc.Send(c.cmd, c.args...); err != nil {
 				break
 			}
@@ -536,6 +662,24 @@ func (lc *laneConn) write() {
 		if err != nil {
 			lc.fail(fmt.Errorf("redis connection lost: %w", err))
 		}
+	}
+}
+
+// unsend takes c, not written, out of the FIFO (so that the reader pairs
+// the replies with the calls written) and finishes it with err. Only the
+// writer calls it, holding sending; the calls after c in the FIFO are not
+// written yet either, so no reply the reader is matching can be theirs.
+func (lc *laneConn) unsend(c *call, err error) {
+	lc.mu.Lock()
+	i := slices.Index(lc.inflight[lc.head:], c)
+	if i >= 0 {
+		i += lc.head
+		lc.inflight = slices.Delete(lc.inflight, i, i+1)
+		lc.written--
+	}
+	lc.mu.Unlock()
+	if i >= 0 {
+		finish(c, nil, err)
 	}
 }
 
@@ -567,6 +711,12 @@ func (lc *laneConn) read() {
 	for {
 		lc.mu.Lock()
 		for lc.err == nil && (lc.direct || lc.head == len(lc.inflight)) {
+			if lc.retired && !lc.direct { // every reply owed is in
+				lc.mu.Unlock()
+				lc.fail(errRetired)
+				lc.mu.Lock()
+				continue
+			}
 			lc.mu.Unlock()
 			<-lc.wake
 			lc.mu.Lock()
@@ -596,6 +746,7 @@ func (lc *laneConn) read() {
 		c := lc.inflight[lc.head]
 		lc.inflight[lc.head] = nil
 		lc.head++
+		lc.replied++
 		lc.mu.Unlock()
 		if retires(err) { // Redis closes the connection now, or it leads to the wrong server
 			// Before the caller hears: its next call must not find

@@ -50,7 +50,8 @@ type conn struct {
 
 	// release frees what the dial of a store opened from a URL holds
 	// (its connections to Redis Sentinel); nil when nothing.
-	release func()
+	release   func()
+	stopDials context.CancelFunc // ends the owned pool's dials under way; nil otherwise
 }
 
 func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
@@ -70,8 +71,10 @@ func openConn(rawURL string, opts []Option) (*conn, error) {
 		c = newConn(nil, nil, cfg)
 		c.lanes = newLanes(cfg.pipelineConns, dial)
 	} else {
-		p := openPool(dial, cfg)
+		life, stop := context.WithCancel(context.Background())
+		p := openPool(life, dial, cfg)
 		c = newConn(p, p, cfg)
+		c.stopDials = stop
 	}
 	c.release = release
 	return c, nil
@@ -288,6 +291,9 @@ func (c *conn) close() error {
 		return nil
 	}
 	close(c.done)
+	if c.stopDials != nil {
+		c.stopDials()
+	}
 	if c.lanes != nil {
 		c.lanes.close()
 	}
@@ -387,23 +393,24 @@ func dialer(rawURL string, cfg config) (func(context.Context) (redis.Conn, error
 	if err := checkURL(rawURL); err != nil {
 		return nil, err
 	}
-	dialOpts := append([]redis.DialOption{
-		redis.DialConnectTimeout(DefaultConnectTimeout),
+	defaults := []redis.DialOption{
 		redis.DialReadTimeout(cfg.ioTimeout),
 		redis.DialWriteTimeout(cfg.ioTimeout),
-	}, cfg.dialOptions...)
-	// Clipped: redigo appends the URL's options to the slice it is given,
-	// and dials run concurrently.
-	dialOpts = slices.Clip(dialOpts)
-	// redigo bounds the TCP connect by ctx, but not the TLS handshake nor
-	// the AUTH and SELECT after it.
+	}
+	// Clipped: dialSock appends to copies, and dials run concurrently.
+	callers := slices.Clip(cfg.dialOptions)
+	// dialSock ends the whole dial (connect, TLS handshake, AUTH, SELECT)
+	// with ctx; bounded still returns at once when ctx ends, for a
+	// caller's own dial function, which may not.
 	return func(ctx context.Context) (redis.Conn, error) {
-		return bounded(ctx, func() (redis.Conn, error) { return redis.DialURLContext(ctx, rawURL, dialOpts...) })
+		return bounded(ctx, func() (redis.Conn, error) { return dialSock(ctx, rawURL, cfg.connectTimeout, defaults, callers) })
 	}, nil
 }
 
 // openPool builds the pool a store opened WithoutAutoPipelining owns.
-func openPool(dial func(context.Context) (redis.Conn, error), cfg config) *redis.Pool {
+// Its dials end with the caller's context and with life (the store's
+// Close), so that no dial outlives either.
+func openPool(life context.Context, dial func(context.Context) (redis.Conn, error), cfg config) *redis.Pool {
 	return &redis.Pool{
 		MaxActive:   cfg.poolSize,
 		MaxIdle:     cfg.poolSize,
@@ -411,21 +418,22 @@ func openPool(dial func(context.Context) (redis.Conn, error), cfg config) *redis
 		IdleTimeout: 5 * time.Minute,
 		// Said as the auto-pipelined path says it (README, Errors).
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
+			ctx, cancel := withCancelOf(ctx, life)
+			defer cancel()
 			rc, err := dial(ctx)
 			if err != nil {
+				if life.Err() != nil {
+					return nil, ErrClosed
+				}
 				return nil, fmt.Errorf("connect to redis: %w", err)
 			}
 			return rc, nil
 		},
-		// A connection idle for a while may have been cut by a proxy or a
-		// server timeout; check it, within the caller's context, before
-		// handing it out.
-		TestOnBorrowContext: func(ctx context.Context, rc redis.Conn, idleSince time.Time) error {
-			if time.Since(idleSince) < time.Minute {
-				return nil
-			}
-			_, err := redis.DoContext(rc, ctx, "PING")
-			return err
-		},
+		// A connection idle for a while may have been closed by a server
+		// timeout, a load balancer or CLIENT KILL: its socket is checked
+		// (one syscall) before it is handed out, and the pool drops it
+		// if closed. A connection from a caller's own dial function is
+		// PINGed instead, after a second idle.
+		TestOnBorrowContext: CheckIdleConn,
 	}
 }

@@ -71,6 +71,11 @@ func (s *script) run(ctx context.Context, c *conn, numKeys int, args []any) (any
 	if isNoScript(err) { // the EVALSHA is done with args: reuse them
 		args[0] = s.src
 		reply, err = c.do(ctx, "EVAL", args...)
+	} else if err != nil && ctx.Err() != nil && strings.Contains(err.Error(), "NOSCRIPT") {
+		// The NOSCRIPT came as the call's context ended (ctxErr wrapped
+		// it), too late to send the script: the call ended by its
+		// context, and a caller never sees NOSCRIPT.
+		err = ctx.Err()
 	}
 	if isConnFault(err) { // not the script's error: say it as the connection's
 		return nil, err

@@ -55,7 +55,7 @@ func sentinelDialer(rawURL string, cfg config) (func(context.Context) (redis.Con
 	// config, a client name), but their own credentials, TLS choice and
 	// no database: a Redis password given WithDialOptions is not theirs.
 	opts := slices.Clip(append([]redis.DialOption{
-		redis.DialConnectTimeout(DefaultConnectTimeout),
+		redis.DialConnectTimeout(cfg.connectTimeout),
 		redis.DialReadTimeout(cfg.ioTimeout),
 		redis.DialWriteTimeout(cfg.ioTimeout),
 	}, cfg.dialOptions...))

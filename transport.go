@@ -1,0 +1,232 @@
+package pikkuredis
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// The store dials the TCP connection under each of its connections itself
+// (through redigo's DialContextFunc; redigo still does TLS, AUTH and
+// SELECT), for three reasons redigo gives no hook for:
+//   - a connection that sat idle can be checked, with one non-blocking
+//     peek at its socket, before a call is written on it: a server
+//     timeout, a load balancer or CLIENT KILL may have closed it, and a
+//     call written on it would fail;
+//   - the bytes read on it can be counted, so that a connection on which
+//     nothing at all arrives while replies are owed (a middlebox dropped
+//     it silently) is told from one reading a large reply;
+//   - the whole dial ends with its context: redigo bounds the TCP connect
+//     by the context but not the TLS handshake (its own 10 s timeout), so
+//     the socket is closed under the handshake when the context ends.
+//
+// A caller who gives their own redis.DialContextFunc or DialNetDial in
+// WithDialOptions replaces this dial (their options come after the
+// store's): their connections work as before but get none of the three.
+
+// idleCheckAfter is how long a connection must have had nothing in flight
+// before it is checked. The check is one syscall (about a microsecond, a
+// few percent of a loopback round trip); back-to-back calls skip it, and
+// no server or middlebox closes a connection idle for less.
+const idleCheckAfter = time.Millisecond
+
+// idlePingAfter is how long a connection of a caller's pool must have been
+// idle before CheckIdleConn PINGs it. Redis's timeout is whole seconds (at
+// least 1), and load balancers' idle timeouts are longer, so a connection
+// idle for less was not closed by either.
+const idlePingAfter = time.Second
+
+// stallAfter is how long a lane's connection may read nothing at all while
+// replies are owed before no further call is written on it (see
+// lane.flushLocked). Calls already on it keep waiting for their replies,
+// so a server that is merely slow (CLIENT PAUSE, DEBUG SLEEP, a long
+// script) fails no call; the cost of a wrong guess is one more connection.
+const stallAfter = 500 * time.Millisecond
+
+// defaultKeepAlive is the TCP keep-alive period redigo would have used.
+const defaultKeepAlive = 5 * time.Minute
+
+// errIdleClosed is why a connection found closed while idle is dropped;
+// no call sees it (they go out on a new connection).
+var errIdleClosed = errors.New("redis connection lost: closed while idle")
+
+// sock is the TCP connection under a connection the store dialled, as
+// redigo (and TLS, when used) see it.
+type sock struct {
+	net.Conn
+	raw  syscall.RawConn // nil when the connection has none
+	read atomic.Uint64   // bytes read so far
+}
+
+func newSock(nc net.Conn) *sock {
+	s := &sock{Conn: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s.raw = raw
+		}
+	}
+	return s
+}
+
+func (s *sock) Read(p []byte) (int, error) {
+	n, err := s.Conn.Read(p)
+	if n > 0 {
+		s.read.Add(uint64(n))
+	}
+	return n, err
+}
+
+// bytesRead is how many bytes have been read on s; 0 for no sock.
+func (s *sock) bytesRead() uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.read.Load()
+}
+
+// usable says whether an idle connection can take a call: its socket has
+// nothing to read. Redis sends nothing unasked, so EOF, a reset or any
+// byte waiting (an error Redis sent before closing, a TLS close_notify)
+// means it is closed or about to be. Under TLS this looks at the TCP
+// socket, so pending TLS records count as bytes: such a connection is
+// replaced, which costs a dial, never a call. Where the socket cannot be
+// reached, it says true, and the first call written finds out.
+func (s *sock) usable() bool {
+	if s == nil || s.raw == nil {
+		return true
+	}
+	return peekIdle(s.raw)
+}
+
+// sockConn is a connection the store dialled: redigo's, with its socket.
+// It keeps redigo's context and timeout support, which a pool uses.
+type sockConn struct {
+	redis.Conn
+	s *sock
+}
+
+func (c *sockConn) DoContext(ctx context.Context, cmd string, args ...any) (any, error) {
+	return redis.DoContext(c.Conn, ctx, cmd, args...)
+}
+
+func (c *sockConn) ReceiveContext(ctx context.Context) (any, error) {
+	return redis.ReceiveContext(c.Conn, ctx)
+}
+
+func (c *sockConn) DoWithTimeout(d time.Duration, cmd string, args ...any) (any, error) {
+	return redis.DoWithTimeout(c.Conn, d, cmd, args...)
+}
+
+func (c *sockConn) ReceiveWithTimeout(d time.Duration) (any, error) {
+	return redis.ReceiveWithTimeout(c.Conn, d)
+}
+
+// unwrapSock splits a connection the store dialled into redigo's
+// connection and its socket (nil for any other connection).
+func unwrapSock(rc redis.Conn) (redis.Conn, *sock) {
+	if sc, ok := rc.(*sockConn); ok {
+		return sc.Conn, sc.s
+	}
+	return rc, nil
+}
+
+// dialSock dials one connection with redigo, its TCP connect done here:
+// bounded by ctx and connectTimeout, and closed when ctx ends
+// before the dial is over, which ends a TLS handshake redigo does not
+// bound by ctx. opts are the store's defaults and the caller's options;
+// the hook goes between them, so that a caller's own dial function wins.
+func dialSock(ctx context.Context, rawURL string, connectTimeout time.Duration, defaults, callers []redis.DialOption) (redis.Conn, error) {
+	var s *sock
+	stop := func() bool { return true }
+	hook := redis.DialContextFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: connectTimeout, KeepAlive: defaultKeepAlive}
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		s = newSock(nc)
+		stop = context.AfterFunc(ctx, func() { nc.Close() })
+		return s, nil
+	})
+	opts := make([]redis.DialOption, 0, len(defaults)+1+len(callers))
+	opts = append(append(append(opts, defaults...), hook), callers...)
+	rc, err := redis.DialURLContext(ctx, rawURL, opts...)
+	if !stop() { // ctx ended during the dial: the socket is closed
+		if rc != nil {
+			rc.Close()
+		}
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, ctxErr(ctx, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s == nil { // the caller's own dial function was used
+		return rc, nil
+	}
+	return &sockConn{Conn: rc, s: s}, nil
+}
+
+// withCancelOf returns ctx, ended also when other ends.
+func withCancelOf(ctx, other context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(other, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// DialURLContext dials a connection as redis.DialURLContext does (same
+// URL forms, same options), for the DialContext of a caller's *redis.Pool,
+// with what the connections of a store opened from a URL get: the whole
+// dial, TLS handshake included, ends with ctx (redigo bounds only the
+// TCP connect by it), and CheckIdleConn can check the connection's socket
+// instead of sending a PING. The TCP connect is bounded by ctx and
+// DefaultConnectTimeout; a redis.DialContextFunc or DialNetDial among
+// opts replaces this dial, and the connection then gets neither.
+//
+//	pool := &redis.Pool{
+//		DialContext: func(ctx context.Context) (redis.Conn, error) {
+//			return pikkuredis.DialURLContext(ctx, url, redis.DialReadTimeout(10*time.Second))
+//		},
+//		TestOnBorrowContext: pikkuredis.CheckIdleConn,
+//		...
+//	}
+func DialURLContext(ctx context.Context, rawURL string, opts ...redis.DialOption) (redis.Conn, error) {
+	if err := checkURL(rawURL); err != nil {
+		return nil, err
+	}
+	return dialSock(ctx, rawURL, DefaultConnectTimeout, nil, slices.Clip(opts))
+}
+
+// CheckIdleConn is a TestOnBorrowContext for a caller's *redis.Pool
+// (NewChannelStore, NewEventHubStore), so that a connection that a server
+// timeout, a load balancer or CLIENT KILL closed while it sat in the pool
+// is dropped by the pool instead of failing the call written on it. A
+// connection from DialURLContext has its socket checked (one syscall, no
+// round trip) when it has been idle for a millisecond or more; any other
+// connection is PINGed, within ctx, when it has been idle for a second or
+// more, which covers a server timeout (whole seconds) and a load
+// balancer's idle timeout, not a CLIENT KILL of a connection used less
+// than a second before.
+//
+//	pool := &redis.Pool{..., TestOnBorrowContext: pikkuredis.CheckIdleConn}
+func CheckIdleConn(ctx context.Context, rc redis.Conn, idleSince time.Time) error {
+	if _, s := unwrapSock(rc); s != nil {
+		if time.Since(idleSince) >= idleCheckAfter && !s.usable() {
+			return errIdleClosed
+		}
+		return nil
+	}
+	if time.Since(idleSince) < idlePingAfter {
+		return nil
+	}
+	_, err := redis.DoContext(rc, ctx, "PING")
+	return err
+}

@@ -1,0 +1,466 @@
+package pikkuredis_test
+
+// The transport under the calls (transport.go, pipeline.go): connections
+// closed while idle, connections dropped silently, calls whose caller
+// left while the writer was blocked, and TLS handshakes that never end.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pikkujs/pikkuredis"
+	"github.com/pikkujs/pikkuredis/internal/tcpproxy"
+)
+
+// idleBackends are the ways a store reaches Redis, each configured as the
+// README says, opened on url.
+func idleBackends() map[string]func(t *testing.T, url string, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+	return map[string]func(t *testing.T, url string, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore){
+		"auto-pipelined": func(t *testing.T, url string, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			return openBoth(t, url, opts...)
+		},
+		"WithoutAutoPipelining": func(t *testing.T, url string, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			return openBoth(t, url, append(opts, pikkuredis.WithoutAutoPipelining())...)
+		},
+		"caller's pool, DialURLContext, CheckIdleConn": func(t *testing.T, url string, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			p := poolFor(t, url)
+			p.DialContext = func(ctx context.Context) (redis.Conn, error) {
+				return pikkuredis.DialURLContext(ctx, url, redis.DialReadTimeout(10*time.Second))
+			}
+			p.TestOnBorrowContext = pikkuredis.CheckIdleConn
+			return callerPoolStores(t, p, opts...)
+		},
+	}
+}
+
+func callerPoolStores(t *testing.T, p *redis.Pool, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+	cs, hs := pikkuredis.NewChannelStore(p, opts...), pikkuredis.NewEventHubStore(p, opts...)
+	t.Cleanup(func() { cs.Close(); hs.Close() })
+	return cs, hs
+}
+
+// idleRound makes a few concurrent calls of every kind and returns the
+// errors they got.
+func idleRound(cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, round int) []error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("c%d-%d", round, g)
+			err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: "chat"})
+			if err == nil {
+				_, err = hs.Subscribe(ctx, "news", id)
+			}
+			if err == nil {
+				_, err = cs.GetChannelAndSession(ctx, id)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("round %d, caller %d: %w", round, g, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// A server that closes idle connections (timeout 1) fails no call, on any
+// path, though every call comes after 3 s of silence.
+func TestIdleClosedByServerTimeoutFailsNoCall(t *testing.T) {
+	srv := ownRedis(t, "--timeout", "1")
+	backends := idleBackends()
+	// A caller's pool dialled by redigo: CheckIdleConn PINGs instead.
+	backends["caller's pool, redigo's dial, CheckIdleConn"] = func(t *testing.T, url string, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+		p := poolFor(t, url)
+		p.TestOnBorrowContext = pikkuredis.CheckIdleConn
+		return callerPoolStores(t, p, opts...)
+	}
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cs, hs := open(t, srv.URL, pikkuredis.WithKeyPrefix(randomPrefix(t)))
+			for round := 0; round < 4; round++ {
+				if round > 0 {
+					time.Sleep(3 * time.Second)
+				}
+				for _, err := range idleRound(cs, hs, round) {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+// CLIENT KILL of every idle connection, and a load balancer closing every
+// open connection (tcpproxy.CloseOpen), fail no call made afterwards.
+func TestIdleKilledOrCutFailsNoCall(t *testing.T) {
+	srv := ownRedis(t)
+	proxy, err := tcpproxy.Start(srv.Addr)
+	require.NoError(t, err)
+	t.Cleanup(proxy.Close)
+	admin := dialURL(t, srv.URL)
+	defer admin.Close()
+	cuts := map[string]func() int{
+		"CLIENT KILL": func() int {
+			n, err := redis.Int(admin.Do("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"))
+			require.NoError(t, err)
+			return n
+		},
+		"load balancer": proxy.CloseOpen,
+	}
+	for cut, kill := range cuts {
+		for name, open := range idleBackends() {
+			t.Run(cut+"/"+name, func(t *testing.T) {
+				cs, hs := open(t, proxy.URL, pikkuredis.WithKeyPrefix(randomPrefix(t)))
+				for round := 0; round < 4; round++ {
+					if round > 0 {
+						require.NotZero(t, kill(), "no connection to cut")
+						time.Sleep(100 * time.Millisecond) // the FIN reaches the client
+					}
+					for _, err := range idleRound(cs, hs, round) {
+						t.Error(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// A connection dropped silently (no FIN, no RST) under 8 callers with 1 s
+// deadlines on the auto-pipelined path costs them about one deadline, not
+// the IO timeout (10 s): the lane stops writing on a connection that
+// reads nothing while replies are owed.
+func TestSilentlyDroppedConnectionCostsAboutOneDeadline(t *testing.T) {
+	srv := ownRedis(t)
+	proxy, err := tcpproxy.Start(srv.Addr)
+	require.NoError(t, err)
+	t.Cleanup(proxy.Close)
+	cs, _ := openBoth(t, proxy.URL, pikkuredis.WithKeyPrefix(randomPrefix(t)))
+	require.NoError(t, cs.AddChannel(ctxT(t), pikkuredis.Channel{ChannelID: "c", ChannelName: "chat"}))
+
+	var frozenAt atomic.Int64 // unix nanos; 0 before the freeze
+	var recovered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				start := time.Now().UnixNano()
+				_, err := cs.GetChannelAndSession(ctx, "c")
+				cancel()
+				if f := frozenAt.Load(); err == nil && f != 0 && start > f {
+					recovered.CompareAndSwap(0, time.Now().UnixNano())
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	frozenAt.Store(time.Now().UnixNano())
+	require.NotZero(t, proxy.FreezeOpen())
+	for deadline := time.Now().Add(12 * time.Second); recovered.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	require.NotZero(t, recovered.Load(), "no call succeeded within 12 s of the freeze")
+	outage := time.Duration(recovered.Load() - frozenAt.Load())
+	t.Logf("outage from the freeze to the first success: %v", outage)
+	// One deadline (1 s) plus the stall threshold and a dial, with slack
+	// for a loaded machine; the IO timeout is 10 s.
+	assert.Less(t, outage, 4*time.Second, "the callers waited for the IO timeout")
+}
+
+// A call whose caller left is never written: the auto-pipelined writer is
+// blocked in write(2) behind a server that stopped reading (a paused
+// proxy) when an AddChannel with a 200 ms deadline is queued; it returns
+// its deadline's error, and after the proxy resumes (the big writes all
+// go through) the channel does not exist.
+func TestCallWhoseCallerLeftIsNeverWritten(t *testing.T) {
+	srv := ownRedis(t)
+	proxy, err := tcpproxy.Start(srv.Addr)
+	require.NoError(t, err)
+	t.Cleanup(proxy.Close)
+	prefix := randomPrefix(t)
+	cs, _ := openBoth(t, proxy.URL, pikkuredis.WithKeyPrefix(prefix))
+	bg := context.Background()
+	require.NoError(t, cs.AddChannel(bg, pikkuredis.Channel{ChannelID: "warm", ChannelName: "chat"}))
+
+	proxy.Pause()
+	// A call with no deadline first, alone: in flight, its caller reading
+	// the reply, so that what follows goes to the writer goroutine.
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, err := cs.GetChannelAndSession(bg, "warm")
+		errs <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	// 4 MiB each, sent as is (a name is not JSON-encoded, which would
+	// take long under the race detector).
+	big := strings.Repeat("x", 4<<20)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- cs.AddChannel(bg, pikkuredis.Channel{ChannelID: fmt.Sprint("big", g), ChannelName: big})
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // the writer is blocked: far more than the socket buffers hold
+	ctx, cancel := context.WithTimeout(bg, 200*time.Millisecond)
+	err = cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "late", ChannelName: "chat"})
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	time.Sleep(time.Second)
+	proxy.Resume()
+	resumed := time.Now()
+	wg.Wait()
+	t.Logf("the writes took %v after Resume", time.Since(resumed))
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	admin := dialURL(t, srv.URL)
+	defer admin.Close()
+	n, err := redis.Int(admin.Do("EXISTS", prefix+":channel:late"))
+	require.NoError(t, err)
+	assert.Zero(t, n, "the call whose caller had left was written")
+}
+
+// tlsBlackhole accepts TCP connections and never answers: a rediss://
+// server whose TLS handshake never ends. It returns the URL and the
+// connections accepted so far.
+func tlsBlackhole(t *testing.T) (string, func() []net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "rediss://" + ln.Addr().String(), func() []net.Conn {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]net.Conn(nil), conns...)
+	}
+}
+
+// closedByPeer says whether the other end of c has closed it, waiting
+// until deadline for the FIN.
+func closedByPeer(c net.Conn, deadline time.Time) bool {
+	c.SetReadDeadline(deadline)
+	buf := make([]byte, 4096)
+	for {
+		if _, err := c.Read(buf); err != nil { // the ClientHello first
+			return errors.Is(err, io.EOF) || !isTimeout(err)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// storeStacks counts the goroutines that run the store's dial code.
+func storeStacks() int {
+	buf := make([]byte, 8<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "gomodule/redigo/redis.") || strings.Contains(g, "crypto/tls.(*Conn).") ||
+			strings.Contains(g, "pikkuredis.bounded") || strings.Contains(g, "pikkuredis.(*lane") {
+			n++
+		}
+	}
+	return n
+}
+
+// A TLS handshake that never ends ends with the call's context and with
+// Close: nothing of the store (goroutine, socket) outlives Close by more
+// than 100 ms.
+func TestTLSHandshakeEndsWithContextAndClose(t *testing.T) {
+	for mode, opts := range openModes {
+		t.Run(mode, func(t *testing.T) {
+			url, accepted := tlsBlackhole(t)
+			base := storeStacks()
+			cs, err := pikkuredis.OpenChannelStore(url, append(opts,
+				pikkuredis.WithDialOptions(redis.DialTLSConfig(&tls.Config{InsecureSkipVerify: true})))...)
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			start := time.Now()
+			_, err = cs.GetChannelAndSession(ctx, "c")
+			cancel()
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Less(t, time.Since(start), time.Second)
+			// A call with no deadline, then Close under it.
+			res := make(chan error, 1)
+			go func() { _, err := cs.GetChannelAndSession(context.Background(), "c"); res <- err }()
+			time.Sleep(200 * time.Millisecond)
+			conns := accepted()
+			require.NotEmpty(t, conns)
+			require.NoError(t, cs.Close())
+			closed := time.Now()
+			select {
+			case err := <-res:
+				assert.Error(t, err)
+			case <-time.After(time.Second):
+				t.Fatal("a call waiting on the handshake outlived Close")
+			}
+			limit := closed.Add(100 * time.Millisecond)
+			for _, c := range conns {
+				assert.True(t, closedByPeer(c, limit), "a socket outlived Close by 100 ms")
+			}
+			for storeStacks() > base && time.Now().Before(limit) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n := storeStacks(); n > base {
+				buf := make([]byte, 1<<20)
+				t.Fatalf("%d goroutine(s) of the store outlived Close by 100 ms:\n%s", n-base, buf[:runtime.Stack(buf, true)])
+			}
+		})
+	}
+}
+
+// A server that is merely slow (DEBUG SLEEP, CLIENT PAUSE WRITE) fails no
+// call whose caller still waits: the connection that reads nothing is
+// retired, not failed, and its calls get their replies when they come.
+func TestSlowServerFailsNoWaitingCall(t *testing.T) {
+	srv := ownRedis(t, "--enable-debug-command", "local")
+	admin := dialURL(t, srv.URL)
+	defer admin.Close()
+	stalls := map[string]func() error{
+		"DEBUG SLEEP 2": func() error { _, err := admin.Do("DEBUG", "SLEEP", 2); return err },
+		"CLIENT PAUSE 2000 WRITE": func() error {
+			if _, err := admin.Do("CLIENT", "PAUSE", 2000, "WRITE"); err != nil {
+				return err
+			}
+			time.Sleep(2 * time.Second)
+			return nil
+		},
+	}
+	for name, stall := range stalls {
+		t.Run(name, func(t *testing.T) {
+			cs, hs := openBoth(t, srv.URL, pikkuredis.WithKeyPrefix(randomPrefix(t)))
+			stop := make(chan struct{})
+			var calls, failed atomic.Int64
+			var wg sync.WaitGroup
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+						id := fmt.Sprint("c", g, "-", i)
+						err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: "chat"})
+						if err == nil {
+							_, err = hs.Subscribe(ctx, "news", id)
+						}
+						cancel()
+						calls.Add(1)
+						if err != nil {
+							failed.Add(1)
+							t.Error(err)
+						}
+					}
+				}()
+			}
+			// Impatient callers keep calls coming during the stall, so the
+			// lane sees its connection read nothing and retires it; theirs
+			// may fail only with their deadline.
+			for g := 0; g < 4; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+						_, err := cs.GetChannelAndSession(ctx, "none")
+						cancel()
+						if !errors.Is(err, pikkuredis.ErrChannelNotFound) && !errors.Is(err, context.DeadlineExceeded) {
+							t.Error(err)
+						}
+					}
+				}()
+			}
+			time.Sleep(200 * time.Millisecond)
+			err := stall()
+			time.Sleep(300 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+			require.NoError(t, err)
+			assert.Zero(t, failed.Load(), "of %d calls", calls.Load())
+		})
+	}
+}
+
+// TestWithConnectTimeoutBoundsTheConnect: the store dials TCP itself, so
+// its connect timeout is WithConnectTimeout's (redis.DialConnectTimeout
+// has no effect); one too short to connect even on loopback fails the
+// dial, on both paths, and the default connects.
+func TestWithConnectTimeoutBoundsTheConnect(t *testing.T) {
+	srv := ownRedis(t)
+	for mode, opts := range openModes {
+		_, hs := openBoth(t, srv.URL, append([]pikkuredis.Option{pikkuredis.WithConnectTimeout(time.Nanosecond)}, opts...)...)
+		err := hs.Init(ctxT(t))
+		require.Error(t, err, mode)
+		assert.Contains(t, err.Error(), "connect to redis", mode)
+		assert.Contains(t, err.Error(), "i/o timeout", mode)
+		_, hs = openBoth(t, srv.URL, append([]pikkuredis.Option{pikkuredis.WithDialOptions(redis.DialConnectTimeout(time.Nanosecond))}, opts...)...)
+		assert.NoError(t, hs.Init(ctxT(t)), "%s: redis.DialConnectTimeout has no effect", mode)
+	}
+}
