@@ -132,8 +132,10 @@ func TestSentinelFailover(t *testing.T) {
 		cs      *pikkuredis.ChannelStore
 		hs      *pikkuredis.EventHubStore
 		workers int
-		// firstAfterKill is when a write through the pair first succeeded
-		// after the kill (UnixNano; 0 until then).
+		// firstAfterKill is when a write through the pair that started
+		// after the master was dead first succeeded (UnixNano; 0 until
+		// then). Not any write that ended after the kill: one in flight
+		// when it came may have succeeded on the old master.
 		firstAfterKill atomic.Int64
 	}
 	prefix := newPrefix(t)
@@ -154,7 +156,7 @@ func TestSentinelFailover(t *testing.T) {
 	}
 
 	var (
-		killedAt  atomic.Int64 // UnixNano; 0 before the kill
+		deadAt    atomic.Int64 // UnixNano, once the killed master has exited; 0 before
 		calls     atomic.Int64
 		late      atomic.Int64
 		worstLate atomic.Int64 // the longest a call took past its deadline, ns
@@ -201,7 +203,7 @@ func TestSentinelFailover(t *testing.T) {
 						lateErrs = append(lateErrs, fmt.Sprintf("%s: %v over: %v", p.name, over, err))
 						lateMu.Unlock()
 					}
-					if err == nil && killedAt.Load() != 0 && p.firstAfterKill.Load() == 0 {
+					if dead := deadAt.Load(); err == nil && dead != 0 && start.UnixNano() > dead && p.firstAfterKill.Load() == 0 {
 						p.firstAfterKill.CompareAndSwap(0, end.UnixNano())
 					}
 					if err != nil {
@@ -218,8 +220,8 @@ func TestSentinelFailover(t *testing.T) {
 	require.Positive(t, calls.Load())
 	oldMaster, newMaster := s.master.Addr, s.replica.Addr
 	kill := time.Now()
-	killedAt.Store(kill.UnixNano())
-	s.master.Kill()
+	s.master.Kill() // returns once the process has exited
+	deadAt.Store(time.Now().UnixNano())
 
 	// The promotion, as the sentinels report it.
 	var promoted time.Time
