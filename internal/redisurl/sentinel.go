@@ -40,7 +40,7 @@ const malformedSecret = "the user info or sentinel_password (not shown) is malfo
 // sentinel_tls=false.
 type Sentinel struct {
 	Scheme     string   // "redis+sentinel" or "rediss+sentinel", lower case
-	Addrs      []string // the sentinels, host:port
+	Addrs      []string // the sentinels, host:port, each once (IPv6 in brackets, its zone decoded; the port without leading zeros)
 	MasterName string
 	DB         int
 	User       *url.Userinfo // Redis's credentials; nil when none
