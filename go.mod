@@ -3,7 +3,6 @@ module github.com/pikkujs/pikkuredis
 go 1.23
 
 require (
-	github.com/FZambia/sentinel/v2 v2.0.1
 	github.com/gomodule/redigo v1.9.3
 	github.com/ory/dockertest/v3 v3.12.0
 	github.com/stretchr/testify v1.11.1

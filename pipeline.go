@@ -77,6 +77,7 @@ type lane struct {
 	ctx    context.Context // ends with close, and with it a dial under way
 	cancel context.CancelFunc
 	dials  sync.WaitGroup
+	note   *dialNote // what the dial under way waits on, if it says (sentinel.go)
 
 	mu        sync.Mutex
 	queue     []*call // waiting to be written
@@ -95,7 +96,8 @@ type lane struct {
 
 func newLane(dial func(context.Context) (redis.Conn, error)) *lane {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &lane{dial: dial, ctx: ctx, cancel: cancel}
+	ctx, note := withDialNote(ctx)
+	return &lane{dial: dial, ctx: ctx, cancel: cancel, note: note}
 }
 
 // do sends one command and waits for its reply, or for ctx.
@@ -126,7 +128,7 @@ func (l *lane) do(ctx context.Context, cmd string, args []any) (any, error) {
 			case <-done:
 				// The call stays with the lane, which drops it unsent or
 				// drops its reply; it must not go back to the pool.
-				return nil, ctx.Err()
+				return nil, l.left(ctx, c)
 			}
 		} else {
 			<-c.done
@@ -136,6 +138,20 @@ func (l *lane) do(ctx context.Context, cmd string, args []any) (any, error) {
 	*c = call{done: c.done}
 	callPool.Put(c)
 	return reply, err
+}
+
+// left is the error of a call whose caller left (ctx ended) before its
+// reply: ctx's, and, when the call was still waiting for a dial that says
+// what it waits on (the sentinels), that too.
+func (l *lane) left(ctx context.Context, c *call) error {
+	err := ctx.Err()
+	l.mu.Lock()
+	dialing := l.redialing && slices.Contains(l.queue, c)
+	l.mu.Unlock()
+	if what := l.note.get(); dialing && what != "" {
+		return fmt.Errorf("connect to redis: %s: %w", what, err)
+	}
+	return err
 }
 
 // flush writes the queue unless someone else is writing, and then again

@@ -2,9 +2,10 @@ package pikkuredis_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,8 +132,10 @@ func TestSentinelFailover(t *testing.T) {
 		cs      *pikkuredis.ChannelStore
 		hs      *pikkuredis.EventHubStore
 		workers int
-		// firstAfterKill is when a write through the pair first succeeded
-		// after the kill (UnixNano; 0 until then).
+		// firstAfterKill is when a write through the pair that started
+		// after the master was dead first succeeded (UnixNano; 0 until
+		// then). Not any write that ended after the kill: one in flight
+		// when it came may have succeeded on the old master.
 		firstAfterKill atomic.Int64
 	}
 	prefix := newPrefix(t)
@@ -153,7 +156,7 @@ func TestSentinelFailover(t *testing.T) {
 	}
 
 	var (
-		killedAt  atomic.Int64 // UnixNano; 0 before the kill
+		deadAt    atomic.Int64 // UnixNano, once the killed master has exited; 0 before
 		calls     atomic.Int64
 		late      atomic.Int64
 		worstLate atomic.Int64 // the longest a call took past its deadline, ns
@@ -200,7 +203,7 @@ func TestSentinelFailover(t *testing.T) {
 						lateErrs = append(lateErrs, fmt.Sprintf("%s: %v over: %v", p.name, over, err))
 						lateMu.Unlock()
 					}
-					if err == nil && killedAt.Load() != 0 && p.firstAfterKill.Load() == 0 {
+					if dead := deadAt.Load(); err == nil && dead != 0 && start.UnixNano() > dead && p.firstAfterKill.Load() == 0 {
 						p.firstAfterKill.CompareAndSwap(0, end.UnixNano())
 					}
 					if err != nil {
@@ -217,8 +220,8 @@ func TestSentinelFailover(t *testing.T) {
 	require.Positive(t, calls.Load())
 	oldMaster, newMaster := s.master.Addr, s.replica.Addr
 	kill := time.Now()
-	killedAt.Store(kill.UnixNano())
-	s.master.Kill()
+	s.master.Kill() // returns once the process has exited
+	deadAt.Store(time.Now().UnixNano())
 
 	// The promotion, as the sentinels report it.
 	var promoted time.Time
@@ -318,14 +321,15 @@ func TestSentinelErrors(t *testing.T) {
 	liar := ownSentinel(t, redisserver.SentinelConfig{MasterAddr: replicaOfNothing.Addr, Quorum: 1})
 	none := strings.TrimPrefix(closedPortURL(t), "redis://")
 	hang := strings.TrimPrefix(blackhole(t), "redis://")
+	hangURL := "redis+sentinel://app:" + s + "@" + hang + "/mymaster"
 	for url, want := range map[string]string{
 		"redis+sentinel://app:" + s + "@" + none + "/mymaster":                                             "connection refused",
 		"redis+sentinel://app:" + s + "@" + good.Addr + "/mymaster?sentinel_password=wrong" + s:            "WRONGPASS",
 		"redis+sentinel://app:" + s + "@" + good.Addr + "/mymaster":                                        "NOAUTH",
 		"redis+sentinel://app:wrong" + s + "@" + good.Addr + "/mymaster?sentinel_password=" + s + "s":      "WRONGPASS",
-		"redis+sentinel://app:" + s + "@" + none + "," + good.Addr + "/other?sentinel_password=" + s + "s": `do not know master "other"`,
+		"redis+sentinel://app:" + s + "@" + none + "," + good.Addr + "/other?sentinel_password=" + s + "s": `monitors no master of that name`,
 		"redis+sentinel://app:" + s + "@" + liar.Addr + "/mymaster":                                        `is a slave`,
-		"redis+sentinel://app:" + s + "@" + hang + "/mymaster":                                             context.DeadlineExceeded.Error(),
+		"redis+sentinel://app:" + s + "@" + hang + "/mymaster":                                             `connect to redis: ask sentinels ` + hang + ` for master "mymaster": context deadline exceeded`,
 	} {
 		for mode, opts := range openModes {
 			cs, hs := openBoth(t, url, opts...)
@@ -337,8 +341,11 @@ func TestSentinelErrors(t *testing.T) {
 				cancel()
 				require.Error(t, err, "%s %s", mode, url)
 				assert.Contains(t, err.Error(), want, "%s %s", mode, url)
-				if !errors.Is(err, context.DeadlineExceeded) { // the caller left before the dial ended
-					assert.Contains(t, err.Error(), "connect to redis: ", "%s %s", mode, url)
+				// Every dial failure says so, a caller who left while the
+				// sentinels were asked included.
+				assert.Contains(t, err.Error(), "connect to redis: ", "%s %s", mode, url)
+				if url == hangURL {
+					assert.ErrorIs(t, err, context.DeadlineExceeded, "%s %s", mode, url)
 				}
 				assertNoSecret(t, err, s)
 				assert.Less(t, took, 300*time.Millisecond+300*time.Millisecond, "%s %s: Init outlived its context", mode, url)
@@ -349,11 +356,181 @@ func TestSentinelErrors(t *testing.T) {
 	cs, _ := openBoth(t, "redis+sentinel://app:"+s+"@"+none+","+good.Addr+"/mymaster?sentinel_password="+s+"s")
 	require.NoError(t, cs.Init(ctxT(t)))
 	require.NoError(t, cs.AddChannel(ctxT(t), pikkuredis.Channel{ChannelID: "c1"}))
-	// ...and the replica the liar named got nothing but the dial's AUTH
+	// A sentinel that names a replica, asked first, costs one failed
+	// dial: it answered, so it would be asked first ever after, but the
+	// next dial asks the good one first.
+	liar2 := ownSentinel(t, redisserver.SentinelConfig{MasterAddr: replicaOfNothing.Addr, Quorum: 1, Password: s + "s"})
+	for mode, opts := range openModes {
+		cs, _ := openBoth(t, "redis+sentinel://app:"+s+"@"+liar2.Addr+","+good.Addr+"/mymaster?sentinel_password="+s+"s", opts...)
+		var errs []string
+		for range 5 {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c2"})
+			cancel()
+			if err == nil {
+				break
+			}
+			assert.Contains(t, err.Error(), "is a slave", mode)
+			errs = append(errs, err.Error())
+		}
+		assert.LessOrEqual(t, len(errs), 1, "%s: the liar was asked first again: %q", mode, errs)
+		require.Less(t, len(errs), 5, "%s: no call succeeded", mode)
+	}
+	// ...and the replica the liars named got nothing but the dial's AUTH
 	// and ROLE.
 	calls := commandCalls(t, replicaOfNothing)
 	assert.Positive(t, calls["role"])
 	for _, cmd := range []string{"evalsha", "eval", "script|load", "hset"} { // not PING: the sentinel sends those
 		assert.Zero(t, calls[cmd], "the replica got %s", cmd)
+	}
+}
+
+// hungSentinel listens on loopback, accepts and never answers: a sentinel
+// that hangs (a stopped process, a host behind a firewall that lets the
+// SYN through). accepted returns the connections so far, for the test to
+// watch the store close them. Closed when the test ends.
+func hungSentinel(t *testing.T) (addr string, accepted func() []net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String(), func() []net.Conn {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(conns)
+	}
+}
+
+// sentinelStacks counts the goroutines that run the store's dial code,
+// the question to the sentinels included.
+func sentinelStacks() int {
+	buf := make([]byte, 8<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "gomodule/redigo/redis.") || strings.Contains(g, "FZambia/sentinel") ||
+			strings.Contains(g, "pikkuredis.(*sentinelDial") || strings.Contains(g, "pikkuredis.bounded") ||
+			strings.Contains(g, "pikkuredis.(*lane") {
+			n++
+		}
+	}
+	return n
+}
+
+// One or two hung sentinels before a good one cost each about one
+// sentinel timeout (1 s), once: calls with 200 ms deadlines succeed
+// within that of the first, and the good sentinel, having answered, is
+// asked first from then on, so that after the store's connections are
+// killed every call with a 200 ms deadline succeeds at once.
+func TestSentinelHungFirst(t *testing.T) {
+	master := ownRedis(t)
+	good := ownSentinel(t, redisserver.SentinelConfig{MasterAddr: master.Addr, Quorum: 1})
+	hang1, _ := hungSentinel(t)
+	hang2, _ := hungSentinel(t)
+	admin := dialURL(t, master.URL)
+	defer admin.Close()
+	for _, hung := range [][]string{{hang1}, {hang1, hang2}} {
+		url := "redis+sentinel://" + strings.Join(append(slices.Clone(hung), good.Addr), ",") + "/mymaster"
+		for mode, opts := range openModes {
+			t.Run(fmt.Sprintf("%d hung, %s", len(hung), mode), func(t *testing.T) {
+				hs, err := pikkuredis.OpenEventHubStore(url, append(opts, pikkuredis.WithKeyPrefix(newPrefix(t)))...)
+				require.NoError(t, err)
+				defer hs.Close()
+				call := func() error {
+					ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+					defer cancel()
+					_, err := hs.Subscribe(ctx, "t", "c")
+					return err
+				}
+				start := time.Now()
+				for time.Since(start) < 30*time.Second {
+					if err = call(); err == nil {
+						break
+					}
+				}
+				took := time.Since(start)
+				require.NoError(t, err)
+				t.Logf("first success after %v", took.Round(time.Millisecond))
+				// One sentinel timeout per hung sentinel, plus a 200 ms
+				// call and scheduling under -race.
+				assert.Less(t, took, time.Duration(len(hung))*time.Second+time.Second,
+					"the hung sentinels cost more than one sentinel timeout each")
+
+				for range 3 {
+					_, err := admin.Do("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+					require.NoError(t, err)
+					// The store checks a connection idle for 1 ms or more
+					// before it writes on it (see transport.go).
+					time.Sleep(10 * time.Millisecond)
+					for i := range 5 {
+						require.NoError(t, call(), "call %d after the connections were killed: the hung sentinel was asked first again", i)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Close while the store asks a sentinel that hangs: the call waiting on
+// the dial returns, and nothing of the store (goroutine, socket to the
+// sentinel) outlives Close by more than 100 ms.
+func TestSentinelCloseWhileAsking(t *testing.T) {
+	for mode, opts := range openModes {
+		t.Run(mode, func(t *testing.T) {
+			hang, accepted := hungSentinel(t)
+			base := sentinelStacks()
+			hs, err := pikkuredis.OpenEventHubStore("redis+sentinel://"+hang+"/mymaster", opts...)
+			require.NoError(t, err)
+			// A call that leaves while the sentinel is asked, then one with
+			// no deadline, and Close under it.
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			_, err = hs.Subscribe(ctx, "t", "c")
+			cancel()
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			res := make(chan error, 1)
+			go func() { _, err := hs.Subscribe(context.Background(), "t", "c"); res <- err }()
+			time.Sleep(100 * time.Millisecond)
+			conns := accepted()
+			require.NotEmpty(t, conns, "the store did not ask the sentinel")
+			require.NoError(t, hs.Close())
+			closed := time.Now()
+			limit := closed.Add(100 * time.Millisecond)
+			select {
+			case err := <-res:
+				assert.ErrorIs(t, err, pikkuredis.ErrClosed)
+			case <-time.After(time.Second):
+				t.Fatal("a call waiting on the sentinels outlived Close by 1 s")
+			}
+			for _, c := range conns {
+				assert.True(t, closedByPeer(c, limit), "a socket to the sentinel outlived Close by 100 ms")
+			}
+			for sentinelStacks() > base && time.Now().Before(limit) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n := sentinelStacks(); n > base {
+				buf := make([]byte, 1<<20)
+				t.Fatalf("%d goroutine(s) of the store outlived Close by 100 ms:\n%s", n-base, buf[:runtime.Stack(buf, true)])
+			}
+		})
 	}
 }

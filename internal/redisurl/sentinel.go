@@ -40,7 +40,7 @@ const malformedSecret = "the user info or sentinel_password (not shown) is malfo
 // sentinel_tls=false.
 type Sentinel struct {
 	Scheme     string   // "redis+sentinel" or "rediss+sentinel", lower case
-	Addrs      []string // the sentinels, host:port
+	Addrs      []string // the sentinels, host:port, each once (IPv6 in brackets, its zone decoded; the port without leading zeros)
 	MasterName string
 	DB         int
 	User       *url.Userinfo // Redis's credentials; nil when none
@@ -150,41 +150,95 @@ func splitSentinel(rest string) (userInfo, hosts, path, query string, err error)
 	return userInfo, authority, path, query, nil
 }
 
-// sentinelAddrs reads the comma-separated host[:port] list.
+// sentinelAddrs reads the comma-separated host[:port] list. A port is
+// decimal digits (no sign), 1 to 65535, written back without leading
+// zeros; an IPv6 literal goes in brackets, its zone percent-encoded as in
+// a URL ([fe80::1%25eth0], RFC 6874) and decoded here. The same sentinel
+// given twice (h1,h1:26379) is refused rather than asked twice: it is
+// most likely a mistake in the list, and a silent dedupe would hide it.
 func sentinelAddrs(hosts string) ([]string, error) {
 	if hosts == "" {
 		return nil, errors.New("no sentinel addresses: write redis+sentinel://host1:26379,host2:26379/mastername")
 	}
 	var addrs []string
+	seen := map[string]string{} // canonical address -> as written
 	for _, h := range strings.Split(hosts, ",") {
-		host, port := h, DefaultSentinelPort
-		if strings.HasPrefix(h, "[") { // [::1] or [::1]:26379
-			i := strings.Index(h, "]")
-			if i < 0 {
-				return nil, fmt.Errorf("sentinel address %q: missing ']'", h)
-			}
-			host = h[1:i]
-			if tail := h[i+1:]; tail != "" {
-				if !strings.HasPrefix(tail, ":") {
-					return nil, fmt.Errorf("sentinel address %q: expected ':port' after ']'", h)
-				}
-				port = tail[1:]
-			}
-		} else if i := strings.LastIndex(h, ":"); i >= 0 {
-			host, port = h[:i], h[i+1:]
+		host, port, err := sentinelHostPort(h)
+		if err != nil {
+			return nil, fmt.Errorf("sentinel address %q: %w", h, err)
 		}
-		if host == "" {
-			return nil, fmt.Errorf("sentinel address %q: no host", h)
+		key := strings.ToLower(host)
+		if ip := net.ParseIP(host); ip != nil {
+			key = ip.String() // ::1 and 0::1 are one sentinel
 		}
-		if strings.ContainsAny(host, "[]:% ") && !strings.HasPrefix(h, "[") {
-			return nil, fmt.Errorf("sentinel address %q: bad host", h)
+		key = net.JoinHostPort(key, port)
+		if first, dup := seen[key]; dup {
+			return nil, fmt.Errorf("sentinel address %q: the same sentinel as %q; give each sentinel once", h, first)
 		}
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return nil, fmt.Errorf("sentinel address %q: port must be a number from 1 to 65535", h)
-		}
+		seen[key] = h
 		addrs = append(addrs, net.JoinHostPort(host, port))
 	}
 	return addrs, nil
+}
+
+// sentinelHostPort splits one sentinel address into its host (an IPv6
+// literal without brackets, its zone decoded) and its port (canonical).
+func sentinelHostPort(h string) (host, port string, err error) {
+	host, port = h, DefaultSentinelPort
+	if strings.HasPrefix(h, "[") { // [::1] or [::1]:26379
+		i := strings.Index(h, "]")
+		if i < 0 {
+			return "", "", errors.New("missing ']'")
+		}
+		host = h[1:i]
+		if tail := h[i+1:]; tail != "" {
+			if !strings.HasPrefix(tail, ":") {
+				return "", "", errors.New("expected ':port' after ']'")
+			}
+			port = tail[1:]
+		}
+		if host, err = ipv6Literal(host); err != nil {
+			return "", "", err
+		}
+	} else {
+		if i := strings.LastIndex(h, ":"); i >= 0 {
+			host, port = h[:i], h[i+1:]
+		}
+		if host == "" {
+			return "", "", errors.New("no host")
+		}
+		if strings.ContainsAny(host, "[]:% ") {
+			return "", "", errors.New("bad host (an IPv6 address goes in brackets: [::1]:26379)")
+		}
+	}
+	if port == "" || strings.Trim(port, "0123456789") != "" {
+		return "", "", errors.New("port must be a number from 1 to 65535")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", "", errors.New("port must be a number from 1 to 65535")
+	}
+	return host, strconv.Itoa(p), nil
+}
+
+// ipv6Literal checks what stood between brackets: an IPv6 address,
+// maybe with a zone written %25zone, returned decoded (fe80::1%eth0).
+func ipv6Literal(s string) (string, error) {
+	addr, zone, hasZone := strings.Cut(s, "%")
+	if ip := net.ParseIP(addr); ip == nil || !strings.Contains(addr, ":") {
+		return "", errors.New("not an IPv6 address between brackets")
+	}
+	if !hasZone {
+		return addr, nil
+	}
+	if !strings.HasPrefix(zone, "25") || len(zone) == 2 {
+		return "", errors.New("write an IPv6 zone as %25zone ([fe80::1%25eth0])")
+	}
+	z, err := url.PathUnescape(zone[2:])
+	if err != nil || z == "" || strings.ContainsAny(z, "%[]/ ") {
+		return "", errors.New("bad IPv6 zone")
+	}
+	return addr + "%" + z, nil
 }
 
 // masterPath reads "/mastername" or "/mastername/db".

@@ -22,6 +22,11 @@ func TestParseSentinel(t *testing.T) {
 			addrs: []string{"h1:26379"}, master: "my master", db: 3, redisURL: "redis://u:p%40ss@10.0.0.1:6379/3",
 			sUser: "su", sPass: "s&p",
 		},
+		// Ports are written back without leading zeros; an IPv6 zone is
+		// decoded (%25 in the URL, as RFC 6874 writes it).
+		"redis+sentinel://h1:080,h2:00026379,[fe80::1%25eth0]:26380,[fe80::1%25eth%31],[::1]/m": {
+			addrs: []string{"h1:80", "h2:26379", "[fe80::1%eth0]:26380", "[fe80::1%eth1]:26379", "[::1]:26379"}, master: "m", redisURL: "redis://10.0.0.1:6379",
+		},
 		"redis+sentinel://:pw@h1:1/m": {addrs: []string{"h1:1"}, master: "m", redisURL: "redis://:pw@10.0.0.1:6379"},
 		"redis+sentinel://pw@h1/m/":   {addrs: []string{"h1:26379"}, master: "m", redisURL: "redis://pw@10.0.0.1:6379"},
 		"rediss+sentinel://h1/m": {
@@ -57,6 +62,21 @@ func TestParseSentinelRejects(t *testing.T) {
 		"redis+sentinel://h1:0/m":                                                    `port must be a number from 1 to 65535`,
 		"redis+sentinel://h1:65536/m":                                                `port must be a number from 1 to 65535`,
 		"redis+sentinel://[::1/m":                                                    `missing ']'`,
+		"redis+sentinel://h1:+80/m":                                                  `sentinel address "h1:+80": port must be a number from 1 to 65535`,
+		"redis+sentinel://h1:-1/m":                                                   `port must be a number from 1 to 65535`,
+		"redis+sentinel://h1: 80/m":                                                  `port must be a number from 1 to 65535`,
+		"redis+sentinel://h1:/m":                                                     `port must be a number from 1 to 65535`,
+		"redis+sentinel://h1:0x50/m":                                                 `port must be a number from 1 to 65535`,
+		"redis+sentinel://h1:99999999999999999999/m":                                 `port must be a number from 1 to 65535`,
+		"redis+sentinel://::1/m":                                                     `sentinel address "::1": bad host (an IPv6 address goes in brackets`,
+		"redis+sentinel://[h1]:26379/m":                                              `not an IPv6 address between brackets`,
+		"redis+sentinel://[fe80::1%eth0]/m":                                          `write an IPv6 zone as %25zone`,
+		"redis+sentinel://[fe80::1%25]/m":                                            `write an IPv6 zone as %25zone`,
+		"redis+sentinel://[fe80::1%25e%zz]/m":                                        `bad IPv6 zone`,
+		"redis+sentinel://h1,h1,h1/m":                                                `sentinel address "h1": the same sentinel as "h1"`,
+		"redis+sentinel://H1:26379,h2,h1/m":                                          `sentinel address "h1": the same sentinel as "H1:26379"`,
+		"redis+sentinel://h1:080,h1:80/m":                                            `the same sentinel as "h1:080"`,
+		"redis+sentinel://[::1],[0::1]:26379/m":                                      `the same sentinel as "[::1]"`,
 		"redis+sentinel://h1":                                                        "no master name",
 		"redis+sentinel://h1/":                                                       "no master name",
 		"redis+sentinel://h1?sentinel_tls=true":                                      "no master name",
