@@ -101,8 +101,11 @@ func WithPoolSize(n int) Option {
 // declared lost (closed; its calls fail; the next call dials again). It is
 // a backstop for a stuck or vanished server (a half-open TCP connection),
 // not a per-call deadline: give each call a context with a deadline for
-// that. The same as WithDialOptions(redis.DialReadTimeout(d),
-// redis.DialWriteTimeout(d)). Values below 1 keep the default.
+// that. It sets the connections' redis.DialReadTimeout and
+// DialWriteTimeout (which WithDialOptions can override), and it is also
+// the longest a call without a deadline waits out a server that answers
+// LOADING, on every store, one over a caller's pool included. Values
+// below 1 keep the default.
 func WithIOTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
@@ -112,9 +115,12 @@ func WithIOTimeout(d time.Duration) Option {
 }
 
 // WithConnectTimeout sets how long a store opened from a URL waits for
-// the TCP connect of each dial (default DefaultConnectTimeout); the
-// caller's context bounds it too, and the whole dial (connect, TLS
-// handshake, AUTH, SELECT) ends with that context. The store dials the
+// the TCP connect of each dial (default DefaultConnectTimeout). A dial
+// (connect, TLS handshake, AUTH, SELECT) also ends with its context: on a
+// WithoutAutoPipelining store that is the caller's; an auto-pipelined
+// store dials aside, for every call queued meanwhile, so its dial ends
+// with this timeout, the TLS handshake's own 10 s, or Close, while each
+// caller leaves when its own context ends. The store dials the
 // TCP connection itself (to check idle connections and bound the TLS
 // handshake), so redis.DialConnectTimeout and redis.DialKeepAlive given
 // to WithDialOptions have no effect: use this. Values below 1 keep the

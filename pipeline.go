@@ -430,15 +430,20 @@ type laneConn struct {
 	mu       sync.Mutex
 	inflight []*call // a FIFO: inflight[head:] await the reader
 	head     int
-	direct   bool        // a direct call is in flight, ahead of inflight
-	hold     bool        // ... and no call may be written behind it
-	written  int         // inflight[:written] have been written
-	gen      uint64      // counts direct calls, so that a late AfterFunc is a no-op
-	stop     func() bool // stops the direct call's AfterFunc
-	err      error       // set once, when the connection is lost
-	wake     chan struct{}
-	replied  uint64 // replies read so far
-	retired  bool   // no call is written on it any more (lane.retire)
+	direct   bool // a direct call is in flight, ahead of inflight
+	hold     bool // ... and no call may be written behind it
+	written  int  // inflight[:written] have been taken by the writer
+	// inflight[:sent] have been handed to the connection (Send): the
+	// reader reads replies for these only. A call taken but not yet
+	// handed over may still be dropped unsent (unsend), so a reader
+	// waiting on it could read the reply of a later call as its own.
+	sent    int
+	gen     uint64      // counts direct calls, so that a late AfterFunc is a no-op
+	stop    func() bool // stops the direct call's AfterFunc
+	err     error       // set once, when the connection is lost
+	wake    chan struct{}
+	replied uint64 // replies read so far
+	retired bool   // no call is written on it any more (lane.retire)
 
 	sending    sync.Mutex    // held while writing: one writer at a time
 	wwake      chan struct{} // the writer's wake-up
@@ -625,7 +630,7 @@ func (lc *laneConn) send(batch []*call) bool {
 	}
 	if lc.head == len(lc.inflight) { // all replied, so all written
 		clear(lc.inflight)
-		lc.inflight, lc.head, lc.written = lc.inflight[:0], 0, 0
+		lc.inflight, lc.head, lc.written, lc.sent = lc.inflight[:0], 0, 0, 0
 	}
 	lc.inflight = append(lc.inflight, batch...)
 	lc.mu.Unlock()
@@ -658,6 +663,7 @@ func (lc *laneConn) write() {
 		// by its caller) while this still reads it.
 		lc.sending.Lock()
 		var err error
+		handed := 0
 		for _, c := range batch {
 			// Looked at again right before its bytes go out: an earlier
 			// write may have blocked for long (a server that stopped
@@ -666,10 +672,17 @@ func (lc *laneConn) write() {
 				lc.unsend(c, cerr)
 				continue
 			}
+			handed++ // its bytes may go out from here on, even if Send fails
 			if err = lc.rc.Send(c.cmd, c.args...); err != nil {
 				break
 			}
 		}
+		// The reader may read for these now (unsend removed the others,
+		// all after lc.sent, so the ones before keep their places).
+		lc.mu.Lock()
+		lc.sent += handed
+		lc.mu.Unlock()
+		lc.signal()
 		if err == nil {
 			err = lc.rc.Flush()
 		}
@@ -726,8 +739,8 @@ func (lc *laneConn) read() {
 	defer close(lc.readerDone)
 	for {
 		lc.mu.Lock()
-		for lc.err == nil && (lc.direct || lc.head == len(lc.inflight)) {
-			if lc.retired && !lc.direct { // every reply owed is in
+		for lc.err == nil && (lc.direct || lc.head >= lc.sent) {
+			if lc.retired && !lc.direct && lc.head == len(lc.inflight) { // every reply owed is in
 				lc.mu.Unlock()
 				lc.fail(errRetired)
 				lc.mu.Lock()
@@ -742,12 +755,17 @@ func (lc *laneConn) read() {
 			lc.sending.Lock() // see write
 			lc.mu.Lock()
 			rest := lc.inflight[lc.head:]
+			owed := max(0, lc.sent-lc.head) // handed over, so maybe applied
 			lc.inflight, lc.head = nil, 0
 			err := lc.err
 			lc.mu.Unlock()
 			lc.sending.Unlock()
-			for _, c := range rest {
-				finish(c, nil, err)
+			for i, c := range rest {
+				if i < owed {
+					finish(c, nil, err)
+				} else { // never handed to the connection: conn.do sends it again
+					finish(c, nil, &notSent{cause: err})
+				}
 			}
 			return
 		}

@@ -101,6 +101,18 @@ func (e *notRun) Error() string {
 	return "redis connection retired before this call's reply, after the reply " + quoteReply(e.reply) + " to an earlier call"
 }
 
+// notSent is the error of a call queued on a lane connection that was
+// lost before the call was handed to it: it was never written, so it is
+// sent again on the next connection (conn.do), like a call not yet
+// queued on any.
+type notSent struct{ cause error }
+
+func (e *notSent) Error() string {
+	return "redis connection lost before this call was written: " + e.cause.Error()
+}
+
+func (e *notSent) Unwrap() error { return e.cause }
+
 // retiredError is what a caller sees when the reply that retired the
 // connection was to its own call, and sending it again did not help: a
 // connection fault, said as one, and not as the call's (or its script's)
@@ -127,7 +139,8 @@ func quoteReply(e redis.Error) string {
 // run, on a connection that is gone, so that sending it again once on a
 // new connection is invisible to its caller.
 func retryable(err error) bool {
-	if _, ok := err.(*notRun); ok {
+	switch err.(type) {
+	case *notRun, *notSent:
 		return true
 	}
 	return classify(err) == retireRefused
@@ -147,7 +160,7 @@ func describe(err error) error {
 // lane said as one, so that a script's name is not put before it.
 func isConnFault(err error) bool {
 	switch err.(type) {
-	case *retiredError, *notRun:
+	case *retiredError, *notRun, *notSent:
 		return true
 	}
 	return false

@@ -182,13 +182,16 @@ func withCancelOf(ctx, other context.Context) (context.Context, context.CancelFu
 	return ctx, func() { stop(); cancel() }
 }
 
-// DialURLContext dials a connection as redis.DialURLContext does (same
-// URL forms, same options), for the DialContext of a caller's *redis.Pool,
-// with what the connections of a store opened from a URL get: the whole
-// dial, TLS handshake included, ends with ctx (redigo bounds only the
-// TCP connect by it), and CheckIdleConn can check the connection's socket
-// instead of sending a PING. The TCP connect is bounded by ctx and
-// DefaultConnectTimeout; a redis.DialContextFunc or DialNetDial among
+// DialURLContext dials a connection as redis.DialURLContext does (the
+// redis:// and rediss:// URL forms, not redis+sentinel://; the same
+// options), for the DialContext of a caller's *redis.Pool, with what the
+// connections of a store opened from a URL get: the whole dial, TLS
+// handshake included, ends with ctx (redigo bounds only the TCP connect
+// by it), and CheckIdleConn can check the connection's socket instead of
+// sending a PING. It dials the TCP connection itself, so the connect is
+// bounded by ctx and DefaultConnectTimeout, and redis.DialConnectTimeout
+// and redis.DialKeepAlive among opts have no effect (give ctx a deadline
+// for a shorter connect); a redis.DialContextFunc or DialNetDial among
 // opts replaces this dial, and the connection then gets neither.
 //
 //	pool := &redis.Pool{

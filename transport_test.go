@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathrand "math/rand"
 	"net"
 	"runtime"
 	"strings"
@@ -462,5 +463,97 @@ func TestWithConnectTimeoutBoundsTheConnect(t *testing.T) {
 		assert.Contains(t, err.Error(), "i/o timeout", mode)
 		_, hs = openBoth(t, srv.URL, append([]pikkuredis.Option{pikkuredis.WithDialOptions(redis.DialConnectTimeout(time.Nanosecond))}, opts...)...)
 		assert.NoError(t, hs.Init(ctxT(t)), "%s: redis.DialConnectTimeout has no effect", mode)
+	}
+}
+
+// TestLoneCallAfterAnUnsentCallIsAnswered: the writer drops a call whose
+// caller left right before its bytes would go out (unsend), leaving the
+// lane idle. The reader must not have started reading for that call: a
+// lone call after it, written directly, would have its reply read by the
+// reader (a panic on the empty queue), or its idle check would wait for
+// the reader's read lock until the IO timeout, with every caller and
+// Close behind it. Found by a review; random timing, bounded to a few
+// seconds.
+func TestLoneCallAfterAnUnsentCallIsAnswered(t *testing.T) {
+	srv := ownRedis(t)
+	cs, err := pikkuredis.OpenChannelStore(srv.URL, pikkuredis.WithKeyPrefix(newPrefix(t)), pikkuredis.WithPipelineConns(1))
+	require.NoError(t, err)
+	defer cs.Close()
+	bg := context.Background()
+	require.NoError(t, cs.AddChannel(bg, pikkuredis.Channel{ChannelID: "a", ChannelName: "A"}))
+	require.NoError(t, cs.AddChannel(bg, pikkuredis.Channel{ChannelID: "b", ChannelName: "B"}))
+	spin := func(d time.Duration) {
+		for t0 := time.Now(); time.Since(t0) < d; {
+		}
+	}
+	r := mathrand.New(mathrand.NewSource(2))
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
+		var wg sync.WaitGroup
+		for range 3 { // a busy lane, so that the next call is pipelined
+			wg.Add(1)
+			go func() { defer wg.Done(); cs.GetChannelAndSession(bg, "a") }()
+		}
+		wg.Wait()
+		spin(time.Duration(r.Intn(1200)) * time.Microsecond)
+		ctx, cancel := context.WithTimeout(bg, time.Duration(r.Intn(60))*time.Microsecond)
+		cs.GetChannelAndSession(ctx, "a") // its caller leaves before the writer hands it over
+		cancel()
+		if r.Intn(2) == 0 {
+			spin(time.Duration(r.Intn(900)) * time.Microsecond) // the next call goes direct
+		} else {
+			time.Sleep(2 * time.Millisecond) // the next call's idle check peeks
+		}
+		ctx, cancel = context.WithTimeout(bg, time.Second)
+		got, err := cs.GetChannelAndSession(ctx, "b")
+		cancel()
+		require.NoError(t, err)
+		require.Equal(t, "B", got.ChannelName)
+	}
+}
+
+// TestCallsNeverWrittenGoToTheNextConnection: calls queued behind writes
+// blocked on a connection that then dies (silently dropped, ended by the
+// IO timeout) were never handed to it; they go out on the next
+// connection rather than failing as "connection lost", which would say
+// they may have been applied.
+func TestCallsNeverWrittenGoToTheNextConnection(t *testing.T) {
+	srv := ownRedis(t)
+	p, err := tcpproxy.Start(srv.Addr)
+	require.NoError(t, err)
+	defer p.Close()
+	prefix := newPrefix(t)
+	cs, err := pikkuredis.OpenChannelStore(p.URL, pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithIOTimeout(2*time.Second))
+	require.NoError(t, err)
+	defer cs.Close()
+	bg := context.Background()
+	require.NoError(t, cs.AddChannel(bg, pikkuredis.Channel{ChannelID: "warm", ChannelName: "w"}))
+	p.FreezeOpen()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); cs.GetChannelAndSession(bg, "warm") }() // in flight, read by its caller
+	time.Sleep(50 * time.Millisecond)
+	big := strings.Repeat("x", 4<<20)
+	errs := make([]error, 9)
+	for i := range 8 { // fill the socket buffers: the writer blocks
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = cs.AddChannel(bg, pikkuredis.Channel{ChannelID: fmt.Sprintf("big%d", i), ChannelName: big})
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs[8] = cs.AddChannel(bg, pikkuredis.Channel{ChannelID: "small", ChannelName: "s"})
+	}()
+	wg.Wait()
+	require.NoError(t, errs[8], "a call queued behind the blocked writes was never written")
+	_, err = cs.GetChannelAndSession(bg, "small")
+	require.NoError(t, err)
+	for i, err := range errs[:8] {
+		if err != nil {
+			assert.Contains(t, err.Error(), "redis connection lost", "big%d", i)
+		}
 	}
 }
