@@ -226,6 +226,18 @@ func (l *lane) flushLocked(own *call) (direct, busy *laneConn, wrote bool) {
 		l.mu.Unlock()
 		return nil, nil, false
 	}
+	if lc.sock.superseded() {
+		// The sentinels switched the master: no call goes to the old
+		// one, whose acknowledged writes are lost when it is made a
+		// replica. The calls in flight get their replies (or, when
+		// another retired connection still has callers, fail: lost).
+		if !l.retire(lc) {
+			lc.fail(errSuperseded)
+			l.startRedial(lc)
+		}
+		l.mu.Unlock()
+		return nil, nil, false
+	}
 	if !idle && lc.stalled(replied, now) && l.retire(lc) {
 		l.mu.Unlock()
 		return nil, nil, false

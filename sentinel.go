@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -68,12 +69,19 @@ type sentinelDial struct {
 	stop context.CancelFunc
 	asks sync.WaitGroup // the question under way, for release to wait for
 
-	mu     sync.Mutex
-	order  []string              // the order in which the sentinels are asked (see ask)
-	silent map[string]bool       // the sentinels whose last question got no answer
-	idle   map[string]redis.Conn // a connection to each sentinel that answered, kept for the next question
-	asking *masterAsk            // the question to the sentinels under way, if any
-	closed bool
+	// gen counts the master switches the sentinels announced (see
+	// watch); a connection dialled under an earlier count leads to a
+	// replaced master and takes no more calls (sock.stale).
+	gen atomic.Uint64
+
+	mu       sync.Mutex
+	watching bool                  // watch runs
+	master   string                // the master the last dial reached
+	order    []string              // the order in which the sentinels are asked (see ask)
+	silent   map[string]bool       // the sentinels whose last question got no answer
+	idle     map[string]redis.Conn // a connection to each sentinel that answered, kept for the next question
+	asking   *masterAsk            // the question to the sentinels under way, if any
+	closed   bool
 }
 
 // sentinelDialer checks a Sentinel URL, when the store is opened, and
@@ -104,6 +112,7 @@ func sentinelDialer(rawURL string, cfg config) (func(context.Context) (redis.Con
 // dial asks the sentinels for the master, dials it and checks its role,
 // all bounded by ctx.
 func (d *sentinelDial) dial(ctx context.Context) (redis.Conn, error) {
+	gen := d.gen.Load() // before the question: a switch meanwhile makes this dial stale
 	done := noteDial(ctx, d.askWhat())
 	addr, from, err := d.masterAddr(ctx)
 	done()
@@ -111,13 +120,125 @@ func (d *sentinelDial) dial(ctx context.Context) (redis.Conn, error) {
 		return nil, err
 	}
 	rc, err := d.dialMaster(ctx, addr, from)
-	if err != nil && ctx.Err() == nil {
-		// The sentinel that answered would be asked first next time:
-		// if it is the one that is wrong (cut off from the others), the
-		// store would follow it forever.
-		d.demote(from)
+	if err != nil {
+		if ctx.Err() == nil {
+			// The sentinel that answered would be asked first next time:
+			// if it is the one that is wrong (cut off from the others),
+			// the store would follow it forever.
+			d.demote(from)
+		}
+		return nil, err
 	}
-	return rc, err
+	if _, s := unwrapSock(rc); s != nil {
+		s.stale = func() bool { return d.gen.Load() != gen }
+	}
+	d.mu.Lock()
+	d.master = addr
+	if !d.watching && !d.closed {
+		d.watching = true
+		d.asks.Add(1)
+		go d.watch()
+	}
+	d.mu.Unlock()
+	return rc, nil
+}
+
+// switchChannel is where sentinels announce a new master:
+// "<name> <old ip> <old port> <new ip> <new port>".
+const switchChannel = "+switch-master"
+
+// watchPing is how often watch PINGs its sentinel; three missed answers
+// and it subscribes to another.
+const watchPing = 2 * time.Second
+
+// watch follows the sentinels' announcements of a new master, from the
+// first dial until Close, so that no call goes to a master the sentinels
+// replaced: a manual failover (SENTINEL FAILOVER) promotes the replica
+// while the old master still takes writes, acknowledges them, and loses
+// them when it is made a replica, seconds later, and a connection to it
+// would never fail meanwhile. It stays subscribed to one sentinel at a
+// time, in the order the sentinels are asked, and after (re)subscribing
+// asks that sentinel for the master, in case a switch came while no
+// subscription was there.
+func (d *sentinelDial) watch() {
+	defer d.asks.Done()
+	for d.life.Err() == nil {
+		d.mu.Lock()
+		order := slices.Clone(d.order)
+		d.mu.Unlock()
+		for _, addr := range order {
+			if d.life.Err() != nil {
+				return
+			}
+			d.watchOne(addr)
+		}
+		select { // every sentinel failed: a pause before the next round
+		case <-d.life.Done():
+		case <-time.After(SentinelTimeout):
+		}
+	}
+}
+
+// watchOne subscribes to one sentinel's switchChannel and follows it
+// until the connection fails or the store is closed.
+func (d *sentinelDial) watchOne(addr string) {
+	ctx, cancel := context.WithTimeout(d.life, SentinelTimeout)
+	rc, err := d.dialSentinel(ctx, addr)
+	cancel()
+	if err != nil {
+		return
+	}
+	defer rc.Close()
+	defer context.AfterFunc(d.life, func() { rc.Close() })()
+	psc := redis.PubSubConn{Conn: rc}
+	if err := psc.Subscribe(switchChannel); err != nil {
+		return
+	}
+	pinging := make(chan struct{})
+	defer close(pinging)
+	go func() { // a write beside the reads, as redigo allows
+		t := time.NewTicker(watchPing)
+		defer t.Stop()
+		for {
+			select {
+			case <-pinging:
+				return
+			case <-t.C:
+				if psc.Ping("") != nil {
+					return
+				}
+			}
+		}
+	}()
+	for {
+		switch m := psc.ReceiveWithTimeout(3 * watchPing).(type) {
+		case redis.Message:
+			if f := strings.Fields(string(m.Data)); len(f) == 5 && f[0] == d.url.MasterName {
+				d.gen.Add(1)
+			}
+		case redis.Subscription:
+			if m.Kind == "subscribe" {
+				d.checkMaster(addr)
+			}
+		case error:
+			return
+		}
+	}
+}
+
+// checkMaster asks sentinel addr for the master and counts a switch when
+// it is not the one the last dial reached.
+func (d *sentinelDial) checkMaster(addr string) {
+	master, err := d.askOne(addr)
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	switched := d.master != "" && d.master != master
+	d.mu.Unlock()
+	if switched {
+		d.gen.Add(1)
+	}
 }
 
 // dialMaster dials the server that sentinel from named and checks that

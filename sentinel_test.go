@@ -534,3 +534,100 @@ func TestSentinelCloseWhileAsking(t *testing.T) {
 		})
 	}
 }
+
+// TestSentinelManualFailoverLosesNoLaterWrite: SENTINEL FAILOVER promotes
+// the replica while the old master keeps taking writes, acknowledging
+// them, until the sentinels make it a replica seconds later, which drops
+// them all. The stores follow the sentinels' +switch-master: a write
+// acknowledged later than a moment after the switch is on the new
+// master, on both open modes. (Without it, connections to the old master
+// never fail, and every write until its demotion was lost.)
+func TestSentinelManualFailoverLosesNoLaterWrite(t *testing.T) {
+	s := sentinelSet(t)
+	ctx := ctxT(t)
+	prefix := newPrefix(t)
+	type ack struct {
+		id string
+		at time.Time
+	}
+	var mu sync.Mutex
+	var acks []ack
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for mode, opts := range openModes {
+		cs, err := pikkuredis.OpenChannelStore(s.url, append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)...)
+		require.NoError(t, err)
+		defer cs.Close()
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; ; n++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					id := fmt.Sprintf("%s-%d-%d", mode, g, n)
+					cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+					err := cs.AddChannel(cctx, pikkuredis.Channel{ChannelID: id, ChannelName: "x"})
+					cancel()
+					if err == nil {
+						mu.Lock()
+						acks = append(acks, ack{id, time.Now()})
+						mu.Unlock()
+					} else {
+						time.Sleep(10 * time.Millisecond)
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+			}()
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	sc, err := s.sentinels[0].Dial()
+	require.NoError(t, err)
+	defer sc.Close()
+	_, err = sc.Do("SENTINEL", "FAILOVER", "mymaster")
+	require.NoError(t, err)
+	var switched time.Time
+	require.Eventually(t, func() bool {
+		addr, err := s.sentinels[0].MasterAddr()
+		if err == nil && addr == s.replica.Addr {
+			switched = time.Now()
+			return true
+		}
+		return false
+	}, 20*time.Second, 5*time.Millisecond, "the sentinels never switched the master")
+	// Until the old master is a replica (its writes are dropped then).
+	waitRole(t, s.master, "slave", s.replica.Addr, 30*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	newMaster := dialURL(t, "redis://app:"+sentinelRedisPW+"@"+s.replica.Addr)
+	defer newMaster.Close()
+	const grace = time.Second // the announcement's way from the sentinels to the stores
+	lost, lostLate, after := 0, 0, 0
+	for _, a := range acks {
+		require.NoError(t, newMaster.Send("EXISTS", prefix+":channel:"+a.id))
+	}
+	require.NoError(t, newMaster.Flush())
+	for _, a := range acks {
+		n, err := redis.Int(newMaster.Receive())
+		require.NoError(t, err)
+		late := a.at.After(switched.Add(grace))
+		if late {
+			after++
+		}
+		if n == 0 {
+			lost++
+			if late {
+				lostLate++
+			}
+		}
+	}
+	t.Logf("%d writes acknowledged, %d after the switch + %v; %d lost in all (before the stores heard of the switch)", len(acks), after, grace, lost)
+	require.Positive(t, after, "writes went on after the switch")
+	assert.Zero(t, lostLate, "acknowledged writes lost after the stores heard of the switch")
+}

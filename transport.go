@@ -62,7 +62,22 @@ type sock struct {
 	net.Conn
 	raw  syscall.RawConn // nil when the connection has none
 	read atomic.Uint64   // bytes read so far
+	// stale, set by the dial that made the connection before it is used
+	// (sentinel.go), says when the server it leads to has stopped being
+	// the master; nil when the dial cannot tell.
+	stale func() bool
 }
+
+// superseded says whether the server s leads to is known to be no longer
+// the master (the sentinels switched it): no call is written on it any
+// more, since a write the demoted master acknowledges is lost when it is
+// made a replica.
+func (s *sock) superseded() bool {
+	return s != nil && s.stale != nil && s.stale()
+}
+
+// errSuperseded closes a connection to a master the sentinels replaced.
+var errSuperseded = errors.New("redis connection lost: the sentinels switched the master")
 
 func newSock(nc net.Conn) *sock {
 	s := &sock{Conn: nc}
@@ -222,6 +237,9 @@ func DialURLContext(ctx context.Context, rawURL string, opts ...redis.DialOption
 //	pool := &redis.Pool{..., TestOnBorrowContext: pikkuredis.CheckIdleConn}
 func CheckIdleConn(ctx context.Context, rc redis.Conn, idleSince time.Time) error {
 	if _, s := unwrapSock(rc); s != nil {
+		if s.superseded() {
+			return errSuperseded
+		}
 		if time.Since(idleSince) >= idleCheckAfter && !s.usable() {
 			return errIdleClosed
 		}
