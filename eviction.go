@@ -41,7 +41,7 @@ func (c *conn) checkEvictionPolicy(ctx context.Context) error {
 		return fmt.Errorf("check maxmemory-policy: %w", err)
 	}
 	if strings.HasPrefix(policy, "allkeys-") {
-		return fmt.Errorf("%w: maxmemory-policy is %s, under which Redis at maxmemory evicts the topic and subs sets "+
+		return fmt.Errorf("%w: maxmemory-policy is %s, under which Redis, once at maxmemory (set now or later), evicts the topic and subs sets "+
 			"(topics read as empty, the two index directions disagree); set maxmemory-policy to noeviction, "+
 			"or to a volatile-* policy, which never evicts these keys since they have no TTL",
 			ErrEvictionPolicy, policy)

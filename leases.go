@@ -133,7 +133,7 @@ func (s *ChannelStore) SweepExpired(ctx context.Context) (removed int, err error
 		}
 	}
 	if skipped > 0 {
-		return removed, wrap(op, fmt.Errorf("left %d expired channels as they were, with their leases, because a key holds another type; the first: %w",
+		return removed, wrap(op, fmt.Errorf("left %d expired channel(s) as they were, with their leases, because a key holds another type; the first: %w",
 			skipped, &wrongTypeError{msg: firstBad, reply: redis.Error(firstBad)}))
 	}
 	return removed, nil

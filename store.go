@@ -61,9 +61,11 @@ var (
 	// another Redis type than the layout's: another program wrote a
 	// string where a topic set belongs, say. Redis never rolls a script
 	// back, so every script checks all the keys it will write before its
-	// first write: a call that returns ErrWrongType has written nothing
-	// (SweepExpired excepted: it removes the other expired channels and
-	// leaves the one with the bad key, lease included).
+	// first write: a call that returns ErrWrongType has written nothing,
+	// but for two that work in steps: RemoveChannels removes the channels
+	// before the one with the bad key (the error says how many), and
+	// SweepExpired removes the other expired channels and leaves the one
+	// with the bad key, lease included.
 	ErrWrongType = errors.New("pikkuredis: a key holds the wrong type")
 )
 
@@ -314,6 +316,10 @@ func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) 
 		n, err := redis.Int(removeChannelsScript.run(ctx, s.c, 2*len(ids), args))
 		if err == nil && (n < 1 || n > len(ids)) {
 			err = fmt.Errorf("script %s removed %d of %d channels", removeChannelsScript.name, n, len(ids))
+		}
+		if errors.Is(err, ErrWrongType) {
+			// The script checks before it writes: that call removed none.
+			return wrap(op, fmt.Errorf("the first %d of %d ids were removed, the rest were not: %w", done, len(channelIDs), err))
 		}
 		if err != nil {
 			return wrap(op, fmt.Errorf("the first %d of %d ids were removed, the rest may not be: %w", done, len(channelIDs), err))

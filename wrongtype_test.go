@@ -358,7 +358,7 @@ func TestSweepExpiredLeavesAWrongTypeChannelForTheNextSweep(t *testing.T) {
 			require.NoError(t, sweepCtx.Err(), "the sweep ends")
 			require.ErrorIs(t, err, pikkuredis.ErrWrongType)
 			assert.Equal(t, 4, n, "c1, c2, c5, c6")
-			assert.ErrorContains(t, err, "left 2 expired channels")
+			assert.ErrorContains(t, err, "left 2 expired channel(s)")
 			assert.ErrorContains(t, err, "key "+prefix+":topic:t-c3 holds a string, want a set; channel c3 was left as it was, with its lease")
 
 			after := anyContents(t, c, prefix)
