@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -422,21 +421,6 @@ func hungSentinel(t *testing.T) (addr string, accepted func() []net.Conn) {
 	}
 }
 
-// sentinelStacks counts the goroutines that run the store's dial code,
-// the question to the sentinels included.
-func sentinelStacks() int {
-	buf := make([]byte, 8<<20)
-	n := 0
-	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, "gomodule/redigo/redis.") || strings.Contains(g, "FZambia/sentinel") ||
-			strings.Contains(g, "pikkuredis.(*sentinelDial") || strings.Contains(g, "pikkuredis.bounded") ||
-			strings.Contains(g, "pikkuredis.(*lane") {
-			n++
-		}
-	}
-	return n
-}
-
 // One or two hung sentinels before a good one cost each about one
 // sentinel timeout (1 s), once: calls with 200 ms deadlines succeed
 // within that of the first, and the good sentinel, having answered, is
@@ -498,7 +482,7 @@ func TestSentinelCloseWhileAsking(t *testing.T) {
 	for mode, opts := range openModes {
 		t.Run(mode, func(t *testing.T) {
 			hang, accepted := hungSentinel(t)
-			base := sentinelStacks()
+			base := storeStacks()
 			hs, err := pikkuredis.OpenEventHubStore("redis+sentinel://"+hang+"/mymaster", opts...)
 			require.NoError(t, err)
 			// A call that leaves while the sentinel is asked, then one with
@@ -521,16 +505,7 @@ func TestSentinelCloseWhileAsking(t *testing.T) {
 			case <-time.After(time.Second):
 				t.Fatal("a call waiting on the sentinels outlived Close by 1 s")
 			}
-			for _, c := range conns {
-				assert.True(t, closedByPeer(c, limit), "a socket to the sentinel outlived Close by 100 ms")
-			}
-			for sentinelStacks() > base && time.Now().Before(limit) {
-				time.Sleep(5 * time.Millisecond)
-			}
-			if n := sentinelStacks(); n > base {
-				buf := make([]byte, 1<<20)
-				t.Fatalf("%d goroutine(s) of the store outlived Close by 100 ms:\n%s", n-base, buf[:runtime.Stack(buf, true)])
-			}
+			requireNothingOutlives(t, conns, base, limit)
 		})
 	}
 }

@@ -309,17 +309,37 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// storeStacks counts the goroutines that run the store's dial code.
+// storeStacks counts the goroutines that run the store's dial code (the
+// question to the sentinels included).
 func storeStacks() int {
 	buf := make([]byte, 8<<20)
 	n := 0
 	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, "gomodule/redigo/redis.") || strings.Contains(g, "crypto/tls.(*Conn).") ||
-			strings.Contains(g, "pikkuredis.bounded") || strings.Contains(g, "pikkuredis.(*lane") {
-			n++
+		for _, f := range []string{"gomodule/redigo/redis.", "crypto/tls.(*Conn).", "pikkuredis.bounded",
+			"pikkuredis.(*lane", "pikkuredis.(*sentinelDial"} {
+			if strings.Contains(g, f) {
+				n++
+				break
+			}
 		}
 	}
 	return n
+}
+
+// requireNothingOutlives fails t unless every socket of conns was closed
+// by the store and no goroutine of it beyond base is left by limit.
+func requireNothingOutlives(t *testing.T, conns []net.Conn, base int, limit time.Time) {
+	t.Helper()
+	for _, c := range conns {
+		assert.True(t, closedByPeer(c, limit), "a socket outlived Close by 100 ms")
+	}
+	for storeStacks() > base && time.Now().Before(limit) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := storeStacks(); n > base {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutine(s) of the store outlived Close by 100 ms:\n%s", n-base, buf[:runtime.Stack(buf, true)])
+	}
 }
 
 // A TLS handshake that never ends ends with the call's context and with
@@ -353,17 +373,7 @@ func TestTLSHandshakeEndsWithContextAndClose(t *testing.T) {
 			case <-time.After(time.Second):
 				t.Fatal("a call waiting on the handshake outlived Close")
 			}
-			limit := closed.Add(100 * time.Millisecond)
-			for _, c := range conns {
-				assert.True(t, closedByPeer(c, limit), "a socket outlived Close by 100 ms")
-			}
-			for storeStacks() > base && time.Now().Before(limit) {
-				time.Sleep(5 * time.Millisecond)
-			}
-			if n := storeStacks(); n > base {
-				buf := make([]byte, 1<<20)
-				t.Fatalf("%d goroutine(s) of the store outlived Close by 100 ms:\n%s", n-base, buf[:runtime.Stack(buf, true)])
-			}
+			requireNothingOutlives(t, conns, base, closed.Add(100*time.Millisecond))
 		})
 	}
 }
