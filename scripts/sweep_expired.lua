@@ -89,9 +89,10 @@ local prefix = ARGV[1]
 -- Phase 1a, per channel: its subs set (SMEMBERS reads it and checks its
 -- type) and its hash. The budget is counted on the topics read: the call
 -- stops before a channel that would go over it, having read at most one
--- subs set more than it removes.
-local cand, topicsOf, work, more = {}, {}, 0, 0
-local badMsg, topicKeys, lastKey = {}, {}, {}
+-- subs set more than it removes. The topic keys of the channel ids[i]
+-- are topicKeys[firstKey[i] .. lastKey[i]], built once.
+local cand, more = {}, 0
+local badMsg, topicKeys, nk, firstKey, lastKey = {}, {}, 0, {}, {}
 -- leave records that the channel ids[i] is left whole because of bad, a
 -- WRONGTYPE error reply; any other error fails the call, which has
 -- written nothing.
@@ -106,7 +107,7 @@ for i, id in ipairs(ids) do
   local topics, _
   topics, bad = try(subsKey, 'set', 'SMEMBERS', subsKey)
   if not bad then
-    if budget > 0 and i > 1 and work + #topics > budget then
+    if budget > 0 and i > 1 and nk + #topics > budget then
       more = 1
       break
     end
@@ -118,10 +119,12 @@ for i, id in ipairs(ids) do
       return err
     end
   else
+    firstKey[i] = nk + 1
     for _, topic in ipairs(topics) do
-      topicKeys[#topicKeys + 1] = prefix .. ':topic:' .. topic
+      nk = nk + 1
+      topicKeys[nk] = prefix .. ':topic:' .. topic
     end
-    cand[#cand + 1], topicsOf[i], lastKey[i], work = i, topics, #topicKeys, work + #topics
+    cand[#cand + 1], lastKey[i] = i, nk
   end
 end
 -- Phase 1b: the topic sets of the channels taken, all at once, as in
@@ -131,36 +134,29 @@ end
 -- key exists (of any type), SINTERCARD is refused (an ACL user without
 -- +sintercard) or a key is not a set, each topic set of each channel is
 -- checked on its own (SCARD): slower, the same result.
-if #topicKeys > 0 then
+if nk > 0 then
+  -- Missing here, the void key stays missing for the whole script.
   local fast = redis.call('EXISTS', prefix .. ':void') == 0
-  for first = 1, #topicKeys, 1000 do
+  for first = 1, nk, 1000 do
     if not fast then
       break
     end
-    local args = {0, prefix .. ':void'}
-    for j = first, math.min(first + 999, #topicKeys) do
-      args[#args + 1] = topicKeys[j]
-    end
-    args[1] = #args - 1
-    args[#args + 1], args[#args + 2] = 'LIMIT', 1
-    local reply = redis.pcall('SINTERCARD', unpack(args))
+    local last = math.min(first + 999, nk)
+    local reply = redis.pcall('SINTERCARD', last - first + 2, prefix .. ':void', unpack(topicKeys, first, last))
     fast = not (type(reply) == 'table' and reply['err'])
   end
   if not fast then
-    local from = 1
     for _, i in ipairs(cand) do
-      for j = from, lastKey[i] do
-        local _
-        _, bad = try(topicKeys[j], 'set', 'SCARD', topicKeys[j])
-        if bad then
-          local err = leave(i, bad)
+      for j = firstKey[i], lastKey[i] do
+        local _, keyBad = try(topicKeys[j], 'set', 'SCARD', topicKeys[j])
+        if keyBad then
+          local err = leave(i, keyBad)
           if err then
             return err
           end
           break
         end
       end
-      from = lastKey[i] + 1
     end
   end
 end
@@ -169,7 +165,7 @@ for i = 1, #ids do
   if badMsg[i] then
     skipped = skipped + 1
     firstBad = firstBad or badMsg[i]
-  elseif topicsOf[i] then
+  elseif lastKey[i] then
     take[#take + 1] = i
   end
 end
@@ -179,8 +175,8 @@ for _, i in ipairs(take) do
   local id = ids[i]
   local subsKey = prefix .. ':subs:' .. id
   redis.call('ZREM', KEYS[1], id)
-  for _, topic in ipairs(topicsOf[i]) do
-    redis.call('SREM', prefix .. ':topic:' .. topic, id)
+  for j = firstKey[i], lastKey[i] do
+    redis.call('SREM', topicKeys[j], id)
   end
   removed = removed + redis.call('DEL', prefix .. ':channel:' .. id)
   redis.call('DEL', subsKey)
