@@ -311,7 +311,7 @@ func TestReadmeACLLineIsLeastPrivilege(t *testing.T) {
 	assert.Less(t, slices.Index(rules, "-@all"), slices.Index(rules, "+"+granted[0]), "-@all before any grant")
 	want := []string{
 		"ping", "hset", "hget", "hmget", "smembers", "sscan", "evalsha", "eval", "script|load", // the stores
-		"sadd", "srem", "scard", "sismember", "del", "exists", "hexists", "hdel", // the scripts
+		"sadd", "srem", "scard", "sintercard", "sismember", "del", "exists", "hexists", "hdel", // the scripts
 		"zadd", "zrem", "zrangebyscore", "time", // leases
 	}
 	assert.ElementsMatch(t, want, granted, "no +scan (Repair runs as another user), no bare +script, no categories")

@@ -3,6 +3,7 @@ package pikkuredis_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -230,6 +231,20 @@ func wrongTypeCases() []wrongTypeCase {
 			wrongTypeCase{name: "remove_channels", key: ":topic:" + topic, want: "set", ttl: true, call: remove},
 			wrongTypeCase{name: "sweep_expired", key: ":topic:" + topic, want: "set", ttl: true, setup: expireC1, call: sweep})
 	}
+	// The same with the void key planted (a set holding the ids): the
+	// scripts check each topic set on their own, and still name the key.
+	plantVoid := func(setup func(*testing.T, redis.Conn, string)) func(*testing.T, redis.Conn, string) {
+		return func(t *testing.T, c redis.Conn, prefix string) {
+			_, err := c.Do("SADD", prefix+":void", "c1", "c2", "c3")
+			require.NoError(t, err)
+			if setup != nil {
+				setup(t, c, prefix)
+			}
+		}
+	}
+	cases = append(cases,
+		wrongTypeCase{name: "remove_channels void planted", key: ":topic:e", want: "set", ttl: true, setup: plantVoid(nil), call: remove},
+		wrongTypeCase{name: "sweep_expired void planted", key: ":topic:e", want: "set", ttl: true, setup: plantVoid(expireC1), call: sweep})
 	// The topic set of an orphan, found from its subs set.
 	cases = append(cases, wrongTypeCase{name: "repair_set", key: ":topic:a", want: "set", call: repair})
 	return cases
@@ -395,4 +410,131 @@ func TestSweepExpiredLeavesAWrongTypeChannelForTheNextSweep(t *testing.T) {
 			assert.Len(t, after, 5, "c7's hash, subs set, two topics, the lease set")
 		})
 	}
+}
+
+// RemoveChannels stops at the channel whose topic set is of another type
+// when the topic sets of the whole call are checked at once: channels
+// without topics before and after it do not shift the count.
+func TestRemoveChannelsStopsAtTheChannelOfTheWrongTypeTopic(t *testing.T) {
+	cs, hs, prefix := stores(t)
+	c := dialRaw(t)
+	defer c.Close()
+	ctx := ctxT(t)
+	topics := map[string][]string{"n1": nil, "s1": {"x", "y"}, "n2": nil, "s2": {"y", "bad", "z"}, "n3": nil}
+	ids := []string{"n1", "s1", "n2", "s2", "n3"}
+	for _, id := range ids {
+		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id}))
+		for _, topic := range topics[id] {
+			_, err := hs.Subscribe(ctx, topic, id)
+			require.NoError(t, err)
+		}
+	}
+	plant(t, c, prefix+":topic:bad", "string")
+
+	err := cs.RemoveChannels(ctx, ids)
+	require.ErrorIs(t, err, pikkuredis.ErrWrongType)
+	assert.ErrorContains(t, err, "the first 3 of 5 ids were removed")
+	assert.ErrorContains(t, err, "key "+prefix+":topic:bad holds a string, want a set; nothing was written")
+	after := anyContents(t, c, prefix)
+	assert.Equal(t, map[string][]string{
+		prefix + ":channel:s2": after[prefix+":channel:s2"],
+		prefix + ":channel:n3": after[prefix+":channel:n3"],
+		prefix + ":subs:s2":    {"set", "bad", "y", "z"},
+		prefix + ":topic:y":    {"set", "s2"},
+		prefix + ":topic:z":    {"set", "s2"},
+		prefix + ":topic:bad":  {"string", "x"},
+	}, after)
+	assert.NotNil(t, after[prefix+":channel:s2"])
+	assert.NotNil(t, after[prefix+":channel:n3"])
+}
+
+// The void key {prefix}:void, which the scripts put among the topic sets
+// they type-check in one SINTERCARD, is only read: planted by another
+// program, of any type, it leaves RemoveChannels and SweepExpired doing
+// what they do without it (each topic set checked on its own), and is
+// left byte for byte as it was.
+func TestVoidKeyIsOnlyRead(t *testing.T) {
+	for _, kind := range []string{"none", "string", "set", "hash"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			cs, hs, prefix := stores(t, pikkuredis.WithChannelTTL(time.Hour))
+			c := dialRaw(t)
+			defer c.Close()
+			ctx := ctxT(t)
+			wrongTypeState(t, cs, hs, c, prefix)
+			void := prefix + ":void"
+			switch kind {
+			case "none":
+			case "set":
+				_, err := c.Do("SADD", void, "c1", "c2", "c3", "ghost")
+				require.NoError(t, err)
+			default:
+				plant(t, c, void, kind)
+			}
+			before := dumps(t, c, prefix)[void]
+
+			require.NoError(t, cs.RemoveChannels(ctx, []string{"c1", "c2"}))
+			_, err := c.Do("ZADD", prefix+":leases", "XX", 1, "c3")
+			require.NoError(t, err)
+			n, err := cs.SweepExpired(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 1, n)
+
+			want := map[string][]string{
+				prefix + ":topic:a":    {"set", "ghost"},
+				prefix + ":subs:ghost": {"set", "a"},
+			}
+			after := anyContents(t, c, prefix)
+			if kind != "none" {
+				assert.Equal(t, before, dumps(t, c, prefix)[void], "the void key's DUMP")
+				delete(after, void)
+			}
+			assert.Equal(t, want, after)
+		})
+	}
+}
+
+// An ACL user of the README's line without +sintercard (a line written
+// before the scripts used it) gets the same results: each topic set is
+// checked on its own, a key of another type is still named and nothing
+// written.
+func TestTopicTypeChecksWithoutSintercard(t *testing.T) {
+	const pw = "no-sintercard-pw"
+	prefix := randomPrefix(t)
+	srv := ownRedis(t)
+	admin := dialURL(t, srv.URL)
+	defer admin.Close()
+	args := readmeACLLine(t, "old", pw, prefix)
+	require.Contains(t, args, "+sintercard")
+	args = slices.DeleteFunc(args, func(a string) bool { return a == "+sintercard" })
+	_, err := admin.Do(args[0], toAny(args[1:])...)
+	require.NoError(t, err)
+	cs, hs := openBoth(t, userURL(srv, "old", pw), pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithChannelTTL(time.Hour))
+	ctx := ctxT(t)
+	wrongTypeState(t, cs, hs, admin, prefix)
+	plant(t, admin, prefix+":topic:e", "string")
+	settle(t, admin, prefix)
+	before := dumps(t, admin, prefix)
+
+	err = cs.RemoveChannels(ctx, []string{"c1", "c2"})
+	require.ErrorIs(t, err, pikkuredis.ErrWrongType)
+	assert.ErrorContains(t, err, "key "+prefix+":topic:e holds a ") // the user has no TYPE
+	assert.Equal(t, before, dumps(t, admin, prefix))
+	_, err = admin.Do("ZADD", prefix+":leases", "XX", 1, "c1")
+	require.NoError(t, err)
+	n, err := cs.SweepExpired(ctx)
+	require.ErrorIs(t, err, pikkuredis.ErrWrongType)
+	assert.Equal(t, 0, n)
+	assert.ErrorContains(t, err, "key "+prefix+":topic:e holds a ") // the user has no TYPE
+
+	_, err = admin.Do("DEL", prefix+":topic:e")
+	require.NoError(t, err)
+	n, err = cs.SweepExpired(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	require.NoError(t, cs.RemoveChannels(ctx, []string{"c2", "c3"}))
+	assert.Equal(t, map[string][]string{
+		prefix + ":topic:a":    {"set", "ghost"},
+		prefix + ":subs:ghost": {"set", "a"},
+	}, anyContents(t, admin, prefix))
 }

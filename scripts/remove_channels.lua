@@ -6,11 +6,12 @@
 -- KEYS[2i-1]  {prefix}:channel:{channelId_i}  the channel hash, for i = 1..n
 -- KEYS[2i]    {prefix}:subs:{channelId_i}     the channel's topic set, for i = 1..n
 -- ARGV[1]     prefix: the topic set keys named in each subs set are built
---             inside the script as ARGV[1] .. ':topic:' .. topic, and the
---             lease set (see add_channel.lua) as ARGV[1] .. ':leases'; they
+--             inside the script as ARGV[1] .. ':topic:' .. topic, the
+--             lease set (see add_channel.lua) as ARGV[1] .. ':leases', and
+--             the void key ARGV[1] .. ':void', only read (see below); they
 --             are not declared in KEYS (on Redis Cluster the prefix must
 --             then be a hash tag such as {pikku}, so that every key shares
---             one slot)
+--             one slot: one SINTERCARD names many topic keys at once)
 -- ARGV[2]     budget: the most topic memberships one call removes, 0 for no
 --             limit; the channels are taken in order and the call stops
 --             before a channel that would go over it (the first channel is
@@ -25,7 +26,13 @@
 -- naming the key, "WRONGTYPE remove_channels: key ... holds a ..., want a
 -- ...; nothing was written", and writes nothing.
 -- The caller bounds n (100 by default) and the budget (1000 by default:
--- about 0.7 ms of Redis time) so that one call never holds Redis long.
+-- about 0.7 ms of Redis time) so that one call never holds Redis long;
+-- a call reads at most one subs set more than it removes.
+-- The void key ARGV[1] .. ':void' is never written and should not exist:
+-- the topic sets are type-checked 1000 at a time with SINTERCARD, the void
+-- key among them, which returns at once on a missing key. If it exists
+-- (of any type), or SINTERCARD is refused, each is checked on its own:
+-- slower, the same result.
 --
 -- Example:
 --   redis-cli --eval scripts/remove_channels.lua pikku:channel:c1 pikku:subs:c1 , pikku 0 c1
@@ -75,37 +82,71 @@ local hasLeases = redis.call('EXISTS', leasesKey) == 1
 -- channel with a key of another type is not taken: the call stops before
 -- it (as before a channel over the budget), and the next call, which
 -- starts with it, fails naming the key.
-local taken, topicsOf, work = 0, {}, 0
+local taken, bad = 0, nil
+-- Phase 1a, per channel: its subs set (SMEMBERS reads it and checks its
+-- type) and its hash. The budget is counted on the topics read: the call
+-- stops before a channel that would go over it, having read at most one
+-- subs set more than it removes. The topic keys of channel i are
+-- topicKeys[lastKey[i - 1] + 1 .. lastKey[i]], built once.
+local topicKeys, nk, lastKey = {}, 0, {[0] = 0}
 for i = 1, n do
   local channelKey, subsKey = KEYS[2 * i - 1], KEYS[2 * i]
-  local size, topics, bad, _
-  if budget > 0 and i > 1 then
-    size, bad = try(subsKey, 'set', 'SCARD', subsKey)
-    if not bad and work + size > budget then
+  local topics, _
+  topics, bad = try(subsKey, 'set', 'SMEMBERS', subsKey)
+  if not bad then
+    if budget > 0 and i > 1 and nk + #topics > budget then
       break
     end
-  end
-  if not bad then
-    topics, bad = try(subsKey, 'set', 'SMEMBERS', subsKey)
-  end
-  if not bad then
     _, bad = try(channelKey, 'hash', 'HEXISTS', channelKey, 'channelId')
   end
-  if not bad then
-    for _, topic in ipairs(topics) do
-      _, bad = try(topicPrefix .. topic, 'set', 'SCARD', topicPrefix .. topic)
-      if bad then
+  if bad then
+    break
+  end
+  for _, topic in ipairs(topics) do
+    nk = nk + 1
+    topicKeys[nk] = topicPrefix .. topic
+  end
+  taken, lastKey[i] = i, nk
+end
+-- Phase 1b: the topic sets of the channels taken, all at once. SINTERCARD
+-- looks each of its keys up and fails on the first that is not a set
+-- before it intersects anything, and a missing key (an empty set) among
+-- them makes it return 0 at once: with the void key ARGV[1] .. ':void',
+-- a name outside the layout that is never written, among them, it is a
+-- type check of O(number of keys) that never scans a set. The void key
+-- is looked for first (EXISTS): if another program wrote it, of any type,
+-- or SINTERCARD is refused (an ACL user without +sintercard), each topic
+-- set is checked on its own (SCARD) instead, as also happens to find the
+-- key after a WRONGTYPE: slower, the same result.
+if nk > 0 then
+  -- Missing here, the void key stays missing for the whole script.
+  local fast = redis.call('EXISTS', ARGV[1] .. ':void') == 0
+  for first = 1, nk, 1000 do
+    if not fast then
+      break
+    end
+    local last = math.min(first + 999, nk)
+    local reply = redis.pcall('SINTERCARD', last - first + 2, ARGV[1] .. ':void', unpack(topicKeys, first, last))
+    fast = not (type(reply) == 'table' and reply['err'])
+  end
+  if not fast then
+    -- The first key that fails stops the call before its channel.
+    local i = 1
+    for j, key in ipairs(topicKeys) do
+      local _, keyBad = try(key, 'set', 'SCARD', key)
+      if keyBad then
+        bad = keyBad
+        while lastKey[i] < j do
+          i = i + 1
+        end
+        taken = i - 1
         break
       end
     end
   end
-  if bad then
-    if i == 1 then
-      return bad
-    end
-    break
-  end
-  taken, topicsOf[i], work = i, topics, work + #topics
+end
+if taken == 0 and bad then
+  return bad
 end
 -- Phase 2: the writes. Only the first ZREM can fail on a type, before it
 -- writes anything.
@@ -121,8 +162,8 @@ for i = 1, taken do
       redis.call('ZREM', leasesKey, id)
     end
   end
-  for _, topic in ipairs(topicsOf[i]) do
-    redis.call('SREM', topicPrefix .. topic, id)
+  for j = lastKey[i - 1] + 1, lastKey[i] do
+    redis.call('SREM', topicKeys[j], id)
   end
   redis.call('DEL', KEYS[2 * i - 1], KEYS[2 * i])
 end

@@ -9,9 +9,11 @@
 -- KEYS[1]  {prefix}:leases  sorted set: channel id -> lease deadline (ms since the Unix epoch)
 -- ARGV[1]  prefix: the channel, subs and topic keys of the expired ids are
 --          built inside the script as ARGV[1] .. ':channel:' .. id,
---          ARGV[1] .. ':subs:' .. id and ARGV[1] .. ':topic:' .. topic, and
---          are not declared in KEYS (on Redis Cluster the prefix must then
---          be a hash tag such as {pikku}, so that every key shares one slot)
+--          ARGV[1] .. ':subs:' .. id and ARGV[1] .. ':topic:' .. topic, the
+--          void key as ARGV[1] .. ':void', only read (see below), and are
+--          not declared in KEYS (on Redis Cluster the prefix must then be a
+--          hash tag such as {pikku}, so that every key shares one slot: one
+--          SINTERCARD names many topic keys at once)
 -- ARGV[2]  limit: the most channels one call removes, an integer from 1 to 100000
 -- ARGV[3]  budget: the most topic memberships one call removes, 0 for no
 --          limit; the call stops before a channel that would go over it
@@ -30,7 +32,12 @@
 -- text naming the key and the channel: "WRONGTYPE sweep_expired: key ...
 -- holds a ..., want a ...; channel ... was left as it was, with its
 -- lease". A KEYS[1] that is not a sorted set is an error naming it, and
--- nothing is written.
+-- nothing is written. A call reads at most one subs set more than it
+-- removes. The void key ARGV[1] .. ':void' is never written and should not
+-- exist: the topic sets are type-checked 1000 at a time with SINTERCARD,
+-- the void key among them, which returns at once on a missing key. If it
+-- exists (of any type), or SINTERCARD is refused, each is checked on its
+-- own: slower, the same result.
 --
 -- Example:
 --   redis-cli --eval scripts/sweep_expired.lua pikku:leases , pikku 100 1000
@@ -79,52 +86,97 @@ if bad then
 end
 local prefix = ARGV[1]
 -- Phase 1: the channels taken, their topics, and every key checked.
-local take, topicsOf, work, more, skipped, firstBad = {}, {}, 0, 0, 0, nil
+-- Phase 1a, per channel: its subs set (SMEMBERS reads it and checks its
+-- type) and its hash. The budget is counted on the topics read: the call
+-- stops before a channel that would go over it, having read at most one
+-- subs set more than it removes. The topic keys of the channel ids[i]
+-- are topicKeys[firstKey[i] .. lastKey[i]], built once.
+local cand, more = {}, 0
+local badMsg, topicKeys, nk, firstKey, lastKey = {}, {}, 0, {}, {}
+-- leave records that the channel ids[i] is left whole because of bad, a
+-- WRONGTYPE error reply; any other error fails the call, which has
+-- written nothing.
+local function leave(i, bad)
+  if string.sub(bad['err'], 1, 9) ~= 'WRONGTYPE' then
+    return bad
+  end
+  badMsg[i] = string.gsub(bad['err'], '; nothing was written$', '') .. '; channel ' .. ids[i] .. ' was left as it was, with its lease'
+end
 for i, id in ipairs(ids) do
   local subsKey, channelKey = prefix .. ':subs:' .. id, prefix .. ':channel:' .. id
-  local size, topics, _
-  bad = nil
-  if budget > 0 and i > 1 then
-    size, bad = try(subsKey, 'set', 'SCARD', subsKey)
-    if not bad and work + size > budget then
+  local topics, _
+  topics, bad = try(subsKey, 'set', 'SMEMBERS', subsKey)
+  if not bad then
+    if budget > 0 and i > 1 and nk + #topics > budget then
       more = 1
       break
     end
-  end
-  if not bad then
-    topics, bad = try(subsKey, 'set', 'SMEMBERS', subsKey)
-  end
-  if not bad then
     _, bad = try(channelKey, 'hash', 'HEXISTS', channelKey, 'channelId')
   end
-  if not bad then
+  if bad then
+    local err = leave(i, bad)
+    if err then
+      return err
+    end
+  else
+    firstKey[i] = nk + 1
     for _, topic in ipairs(topics) do
-      _, bad = try(prefix .. ':topic:' .. topic, 'set', 'SCARD', prefix .. ':topic:' .. topic)
-      if bad then
-        break
+      nk = nk + 1
+      topicKeys[nk] = prefix .. ':topic:' .. topic
+    end
+    cand[#cand + 1], lastKey[i] = i, nk
+  end
+end
+-- Phase 1b: the topic sets of the channels taken, all at once, as in
+-- remove_channels.lua: SINTERCARD with the void key ARGV[1] .. ':void'
+-- among them, never written, is a type check of O(number of keys) that
+-- never scans a set (it returns at once on a missing key). If the void
+-- key exists (of any type), SINTERCARD is refused (an ACL user without
+-- +sintercard) or a key is not a set, each topic set of each channel is
+-- checked on its own (SCARD): slower, the same result.
+if nk > 0 then
+  -- Missing here, the void key stays missing for the whole script.
+  local fast = redis.call('EXISTS', prefix .. ':void') == 0
+  for first = 1, nk, 1000 do
+    if not fast then
+      break
+    end
+    local last = math.min(first + 999, nk)
+    local reply = redis.pcall('SINTERCARD', last - first + 2, prefix .. ':void', unpack(topicKeys, first, last))
+    fast = not (type(reply) == 'table' and reply['err'])
+  end
+  if not fast then
+    for _, i in ipairs(cand) do
+      for j = firstKey[i], lastKey[i] do
+        local _, keyBad = try(topicKeys[j], 'set', 'SCARD', topicKeys[j])
+        if keyBad then
+          local err = leave(i, keyBad)
+          if err then
+            return err
+          end
+          break
+        end
       end
     end
   end
-  if bad then
-    local msg = bad['err']
-    if string.sub(msg, 1, 9) ~= 'WRONGTYPE' then
-      return bad -- not a type: fail the call, which has written nothing
-    end
+end
+local take, skipped, firstBad = {}, 0, nil
+for i = 1, #ids do
+  if badMsg[i] then
     skipped = skipped + 1
-    firstBad = firstBad or (string.gsub(msg, '; nothing was written$', '') .. '; channel ' .. id .. ' was left as it was, with its lease')
-  else
-    take[#take + 1] = id
-    topicsOf[#take] = topics
-    work = work + #topics
+    firstBad = firstBad or badMsg[i]
+  elseif lastKey[i] then
+    take[#take + 1] = i
   end
 end
 -- Phase 2: the writes, none of which can fail on a type now.
 local removed = 0
-for i, id in ipairs(take) do
+for _, i in ipairs(take) do
+  local id = ids[i]
   local subsKey = prefix .. ':subs:' .. id
   redis.call('ZREM', KEYS[1], id)
-  for _, topic in ipairs(topicsOf[i]) do
-    redis.call('SREM', prefix .. ':topic:' .. topic, id)
+  for j = firstKey[i], lastKey[i] do
+    redis.call('SREM', topicKeys[j], id)
   end
   removed = removed + redis.call('DEL', prefix .. ':channel:' .. id)
   redis.call('DEL', subsKey)
