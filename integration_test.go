@@ -202,6 +202,10 @@ func contents(t *testing.T, c redis.Conn, prefix string) map[string][]string {
 		require.NoError(t, err)
 		var v []string
 		switch typ {
+		case "string": // only where a test planted one (wrongtype_test.go)
+			var str string
+			str, err = redis.String(c.Do("GET", k))
+			v = []string{str}
 		case "hash":
 			var m map[string]string
 			m, err = redis.StringMap(c.Do("HGETALL", k))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"testing"
 	"time"
 
@@ -60,42 +59,6 @@ func plant(t *testing.T, c redis.Conn, key, kind string) {
 		t.Fatalf("plant %s", kind)
 	}
 	require.NoError(t, err)
-}
-
-// anyContents is every key under prefix with its type and contents, any
-// type, for a readable diff (DUMP is the exact check).
-func anyContents(t *testing.T, c redis.Conn, prefix string) map[string][]string {
-	t.Helper()
-	out := map[string][]string{}
-	for _, k := range scanKeys(t, c, prefix) {
-		typ, err := redis.String(c.Do("TYPE", k))
-		require.NoError(t, err)
-		var v []string
-		switch typ {
-		case "string":
-			var s string
-			s, err = redis.String(c.Do("GET", k))
-			v = []string{s}
-		case "hash":
-			var m map[string]string
-			m, err = redis.StringMap(c.Do("HGETALL", k))
-			for f, val := range m {
-				v = append(v, f+"="+val)
-			}
-		case "set":
-			v, err = redis.Strings(c.Do("SMEMBERS", k))
-		case "zset":
-			v, err = redis.Strings(c.Do("ZRANGE", k, 0, -1, "WITHSCORES"))
-		default:
-			t.Fatalf("%s is a %s", k, typ)
-		}
-		require.NoError(t, err)
-		if typ != "zset" {
-			sort.Strings(v)
-		}
-		out[k] = append([]string{typ}, v...)
-	}
-	return out
 }
 
 // dumps is every key under prefix with its DUMP bytes.
@@ -285,7 +248,7 @@ func TestWrongTypeKeyWritesNothing(t *testing.T) {
 					key := prefix + tc.key
 					plant(t, c, key, kind)
 					settle(t, c, prefix)
-					before, beforeContents := dumps(t, c, prefix), anyContents(t, c, prefix)
+					before, beforeContents := dumps(t, c, prefix), contents(t, c, prefix)
 
 					err = tc.call(ctxT(t), cs, hs, hsRequire)
 					require.Error(t, err)
@@ -293,7 +256,7 @@ func TestWrongTypeKeyWritesNothing(t *testing.T) {
 					assert.Contains(t, err.Error(), "key "+key, "the error names the key")
 					assert.Contains(t, err.Error(), "WRONGTYPE")
 
-					assert.Equal(t, beforeContents, anyContents(t, c, prefix), "contents under the prefix")
+					assert.Equal(t, beforeContents, contents(t, c, prefix), "contents under the prefix")
 					assert.Equal(t, before, dumps(t, c, prefix), "DUMP of every key under the prefix")
 				})
 			}
@@ -310,7 +273,7 @@ func TestRemoveChannelsStopsBeforeAWrongTypeKey(t *testing.T) {
 	defer c.Close()
 	wrongTypeState(t, cs, hs, c, prefix)
 	plant(t, c, prefix+":topic:e", "string")
-	kept := anyContents(t, c, prefix)
+	kept := contents(t, c, prefix)
 	for k := range kept {
 		if k == prefix+":channel:c2" || k == prefix+":subs:c2" {
 			delete(kept, k)
@@ -331,7 +294,7 @@ func TestRemoveChannelsStopsBeforeAWrongTypeKey(t *testing.T) {
 	require.ErrorIs(t, err, pikkuredis.ErrWrongType)
 	assert.ErrorContains(t, err, "the first 1 of 3 ids were removed")
 	assert.ErrorContains(t, err, "key "+prefix+":topic:e holds a string, want a set; nothing was written")
-	assert.Equal(t, kept, anyContents(t, c, prefix))
+	assert.Equal(t, kept, contents(t, c, prefix))
 }
 
 // A sweep leaves an expired channel with a key of another type whole,
@@ -365,7 +328,7 @@ func TestSweepExpiredLeavesAWrongTypeChannelForTheNextSweep(t *testing.T) {
 			}
 			plant(t, c, prefix+":topic:t-c3", "string")
 			plant(t, c, prefix+":subs:c4", "hash")
-			keptBefore := anyContents(t, c, prefix)
+			keptBefore := contents(t, c, prefix)
 
 			sweepCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
@@ -376,7 +339,7 @@ func TestSweepExpiredLeavesAWrongTypeChannelForTheNextSweep(t *testing.T) {
 			assert.ErrorContains(t, err, "left 2 expired channel(s)")
 			assert.ErrorContains(t, err, "key "+prefix+":topic:t-c3 holds a string, want a set; channel c3 was left as it was, with its lease")
 
-			after := anyContents(t, c, prefix)
+			after := contents(t, c, prefix)
 			for _, k := range []string{":channel:c3", ":subs:c3", ":topic:t-c3", ":channel:c4", ":subs:c4", ":topic:t-c4", ":channel:c7", ":subs:c7", ":topic:t-c7"} {
 				assert.Equal(t, keptBefore[prefix+k], after[prefix+k], k)
 			}
@@ -393,7 +356,7 @@ func TestSweepExpiredLeavesAWrongTypeChannelForTheNextSweep(t *testing.T) {
 			n, err = cs.SweepExpired(ctx)
 			assert.ErrorIs(t, err, pikkuredis.ErrWrongType)
 			assert.Equal(t, 0, n)
-			assert.Equal(t, after, anyContents(t, c, prefix))
+			assert.Equal(t, after, contents(t, c, prefix))
 
 			// Once the bad keys are gone (or hold the right type again),
 			// the next sweep removes those channels, whole.
@@ -404,7 +367,7 @@ func TestSweepExpiredLeavesAWrongTypeChannelForTheNextSweep(t *testing.T) {
 			n, err = cs.SweepExpired(ctx)
 			require.NoError(t, err)
 			assert.Equal(t, 2, n)
-			after = anyContents(t, c, prefix)
+			after = contents(t, c, prefix)
 			assert.Equal(t, []string{"set", "c7"}, after[prefix+":topic:all"])
 			assert.Equal(t, []string{"zset", "c7", fmt.Sprint(leases["c7"])}, after[prefix+":leases"])
 			assert.Len(t, after, 5, "c7's hash, subs set, two topics, the lease set")
@@ -435,7 +398,7 @@ func TestRemoveChannelsStopsAtTheChannelOfTheWrongTypeTopic(t *testing.T) {
 	require.ErrorIs(t, err, pikkuredis.ErrWrongType)
 	assert.ErrorContains(t, err, "the first 3 of 5 ids were removed")
 	assert.ErrorContains(t, err, "key "+prefix+":topic:bad holds a string, want a set; nothing was written")
-	after := anyContents(t, c, prefix)
+	after := contents(t, c, prefix)
 	assert.Equal(t, map[string][]string{
 		prefix + ":channel:s2": after[prefix+":channel:s2"],
 		prefix + ":channel:n3": after[prefix+":channel:n3"],
@@ -484,7 +447,7 @@ func TestVoidKeyIsOnlyRead(t *testing.T) {
 				prefix + ":topic:a":    {"set", "ghost"},
 				prefix + ":subs:ghost": {"set", "a"},
 			}
-			after := anyContents(t, c, prefix)
+			after := contents(t, c, prefix)
 			if kind != "none" {
 				assert.Equal(t, before, dumps(t, c, prefix)[void], "the void key's DUMP")
 				delete(after, void)
@@ -536,5 +499,5 @@ func TestTopicTypeChecksWithoutSintercard(t *testing.T) {
 	assert.Equal(t, map[string][]string{
 		prefix + ":topic:a":    {"set", "ghost"},
 		prefix + ":subs:ghost": {"set", "a"},
-	}, anyContents(t, admin, prefix))
+	}, contents(t, admin, prefix))
 }
