@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -251,14 +252,18 @@ func ownServer(t testing.TB, start func() (*redisserver.Server, error)) *redisse
 	return srv
 }
 
-// blackhole listens on loopback and accepts connections but never answers:
-// a server that hangs. It is closed when the test ends.
-func blackhole(t testing.TB) string {
+// silentListener listens on loopback, accepts connections and never
+// answers: a server that hangs (a stopped process, a TLS port that never
+// finishes the handshake, a sentinel behind a firewall that lets the SYN
+// through). accepted returns the connections so far, for a test to watch
+// the store close them. Closed when the test ends.
+func silentListener(t testing.TB) (addr string, accepted func() []net.Conn) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
 	var conns []net.Conn
 	done := make(chan struct{})
 	go func() {
@@ -268,7 +273,9 @@ func blackhole(t testing.TB) string {
 			if err != nil {
 				return
 			}
+			mu.Lock()
 			conns = append(conns, c)
+			mu.Unlock()
 		}
 	}()
 	t.Cleanup(func() {
@@ -278,7 +285,18 @@ func blackhole(t testing.TB) string {
 			c.Close()
 		}
 	})
-	return "redis://" + l.Addr().String()
+	return l.Addr().String(), func() []net.Conn {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(conns)
+	}
+}
+
+// blackhole is a redis:// URL of a silentListener: a server that hangs.
+func blackhole(t testing.TB) string {
+	t.Helper()
+	addr, _ := silentListener(t)
+	return "redis://" + addr
 }
 
 // closedPortURL returns a redis:// URL on which nothing listens.

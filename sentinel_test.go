@@ -319,7 +319,7 @@ func TestSentinelErrors(t *testing.T) {
 	// one, and has no replica to promote instead).
 	liar := ownSentinel(t, redisserver.SentinelConfig{MasterAddr: replicaOfNothing.Addr, Quorum: 1})
 	none := strings.TrimPrefix(closedPortURL(t), "redis://")
-	hang := strings.TrimPrefix(blackhole(t), "redis://")
+	hang, _ := silentListener(t)
 	hangURL := "redis+sentinel://app:" + s + "@" + hang + "/mymaster"
 	for url, want := range map[string]string{
 		"redis+sentinel://app:" + s + "@" + none + "/mymaster":                                             "connection refused",
@@ -384,43 +384,6 @@ func TestSentinelErrors(t *testing.T) {
 	}
 }
 
-// hungSentinel listens on loopback, accepts and never answers: a sentinel
-// that hangs (a stopped process, a host behind a firewall that lets the
-// SYN through). accepted returns the connections so far, for the test to
-// watch the store close them. Closed when the test ends.
-func hungSentinel(t *testing.T) (addr string, accepted func() []net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().String(), func() []net.Conn {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(conns)
-	}
-}
-
 // One or two hung sentinels before a good one cost each about one
 // sentinel timeout (1 s), once: calls with 200 ms deadlines succeed
 // within that of the first, and the good sentinel, having answered, is
@@ -429,8 +392,8 @@ func hungSentinel(t *testing.T) (addr string, accepted func() []net.Conn) {
 func TestSentinelHungFirst(t *testing.T) {
 	master := ownRedis(t)
 	good := ownSentinel(t, redisserver.SentinelConfig{MasterAddr: master.Addr, Quorum: 1})
-	hang1, _ := hungSentinel(t)
-	hang2, _ := hungSentinel(t)
+	hang1, _ := silentListener(t)
+	hang2, _ := silentListener(t)
 	admin := dialURL(t, master.URL)
 	defer admin.Close()
 	for _, hung := range [][]string{{hang1}, {hang1, hang2}} {
@@ -481,7 +444,7 @@ func TestSentinelHungFirst(t *testing.T) {
 func TestSentinelCloseWhileAsking(t *testing.T) {
 	for mode, opts := range openModes {
 		t.Run(mode, func(t *testing.T) {
-			hang, accepted := hungSentinel(t)
+			hang, accepted := silentListener(t)
 			base := storeStacks()
 			hs, err := pikkuredis.OpenEventHubStore("redis+sentinel://"+hang+"/mymaster", opts...)
 			require.NoError(t, err)

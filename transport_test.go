@@ -257,41 +257,6 @@ func TestCallWhoseCallerLeftIsNeverWritten(t *testing.T) {
 	assert.Zero(t, n, "the call whose caller had left was written")
 }
 
-// tlsBlackhole accepts TCP connections and never answers: a rediss://
-// server whose TLS handshake never ends. It returns the URL and the
-// connections accepted so far.
-func tlsBlackhole(t *testing.T) (string, func() []net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "rediss://" + ln.Addr().String(), func() []net.Conn {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]net.Conn(nil), conns...)
-	}
-}
-
 // closedByPeer says whether the other end of c has closed it, waiting
 // until deadline for the FIN.
 func closedByPeer(c net.Conn, deadline time.Time) bool {
@@ -348,7 +313,8 @@ func requireNothingOutlives(t *testing.T, conns []net.Conn, base int, limit time
 func TestTLSHandshakeEndsWithContextAndClose(t *testing.T) {
 	for mode, opts := range openModes {
 		t.Run(mode, func(t *testing.T) {
-			url, accepted := tlsBlackhole(t)
+			addr, accepted := silentListener(t) // a rediss:// server that never answers the handshake
+			url := "rediss://" + addr
 			base := storeStacks()
 			cs, err := pikkuredis.OpenChannelStore(url, append(opts,
 				pikkuredis.WithDialOptions(redis.DialTLSConfig(&tls.Config{InsecureSkipVerify: true})))...)
