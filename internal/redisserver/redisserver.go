@@ -51,23 +51,33 @@ func Start(extra ...string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A free port can be taken between our probe and redis-server's bind;
-	// try a few before giving up.
+	s, err := onFreePort(5, func(port int) (*Server, error) { return startOn(bin, dir, port, extra) })
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	return s, nil
+}
+
+// onFreePort calls start with a free loopback port until it succeeds, at
+// most tries times: a free port can be taken between the probe and
+// redis-server's bind. It returns the last error.
+func onFreePort[T any](tries int, start func(port int) (T, error)) (T, error) {
+	var zero T
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < tries; attempt++ {
 		port, err := freePort()
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		s, err := startOn(bin, dir, port, extra)
+		v, err := start(port)
 		if err == nil {
-			return s, nil
+			return v, nil
 		}
 		lastErr = err
 	}
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("start redis-server: %w", lastErr)
+	return zero, lastErr
 }
 
 // TLS names the PEM files of a TLS port: the server's certificate and key,
@@ -81,13 +91,7 @@ type TLS struct {
 // names it. The plain port stays open, so that a test can look at what TLS
 // clients did without TLS.
 func StartTLS(files TLS, extra ...string) (*Server, error) {
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			lastErr = err
-			continue
-		}
+	return onFreePort(3, func(port int) (*Server, error) {
 		s, err := Start(append([]string{
 			"--tls-port", strconv.Itoa(port),
 			"--tls-cert-file", files.CertFile,
@@ -95,13 +99,12 @@ func StartTLS(files TLS, extra ...string) (*Server, error) {
 			"--tls-ca-cert-file", files.CAFile,
 			"--tls-auth-clients", "no",
 		}, extra...)...)
-		if err == nil {
-			s.TLSURL = "rediss://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-			return s, nil
+		if err != nil {
+			return nil, err
 		}
-		lastErr = err
-	}
-	return nil, lastErr
+		s.TLSURL = "rediss://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		return s, nil
+	})
 }
 
 func startOn(bin, dir string, port int, extra []string) (*Server, error) {

@@ -72,21 +72,12 @@ func StartSentinel(cfg SentinelConfig) (*Sentinel, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		s, err := startSentinelOn(bin, dir, port, cfg)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err
+	s, err := onFreePort(5, func(port int) (*Sentinel, error) { return startSentinelOn(bin, dir, port, cfg) })
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start sentinel: %w", err)
 	}
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("start sentinel: %w", lastErr)
+	return s, nil
 }
 
 func startSentinelOn(bin, dir string, port int, cfg SentinelConfig) (*Sentinel, error) {
