@@ -32,7 +32,8 @@ var ErrEvictionPolicy = errors.New("unsafe eviction policy")
 // refused (an ACL user without +info, a renamed INFO), from CONFIG GET,
 // and refuses the allkeys-* policies. Where both are refused the check
 // cannot be made here: it passes. A connection error is returned.
-func (c *conn) checkEvictionPolicy(ctx context.Context) error {
+// lost says what such a policy would evict, for the error.
+func (c *conn) checkEvictionPolicy(ctx context.Context, lost string) error {
 	policy, err := c.evictionPolicy(ctx)
 	if err != nil {
 		if isReplyError(err) {
@@ -41,10 +42,9 @@ func (c *conn) checkEvictionPolicy(ctx context.Context) error {
 		return fmt.Errorf("check maxmemory-policy: %w", err)
 	}
 	if strings.HasPrefix(policy, "allkeys-") {
-		return fmt.Errorf("%w: maxmemory-policy is %s, under which Redis, once at maxmemory (set now or later), evicts the topic and subs sets "+
-			"(topics read as empty, the two index directions disagree); set maxmemory-policy to noeviction, "+
-			"or to a volatile-* policy, which never evicts these keys since they have no TTL",
-			ErrEvictionPolicy, policy)
+		return fmt.Errorf("%w: maxmemory-policy is %s, under which Redis, once at maxmemory (set now or later), evicts %s; "+
+			"set maxmemory-policy to noeviction, or to a volatile-* policy, which evicts only keys with a TTL",
+			ErrEvictionPolicy, policy, lost)
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ type config struct {
 	connectTimeout  time.Duration
 	dialOptions     []redis.DialOption
 	channelTTL      time.Duration // 0: no leases
+	sessionTTL      time.Duration // 0: sessions never expire
 	requireChannel  bool
 }
 
@@ -167,6 +168,21 @@ func WithChannelTTL(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
 			c.channelTTL = d
+		}
+	}
+}
+
+// WithSessionTTL makes SessionStore.Set write every session with a TTL
+// of d (SET ... EX), as @pikku/redis 0.12.18's RedisSessionStore does when
+// given ttlSeconds: the session goes d after its last Set, and each Set
+// starts the time again. Redis takes whole seconds, so d is rounded up to
+// the next whole second (1500ms is 2 s, 1ms is 1 s): a session never goes
+// before d. Values below 1 keep the default, no TTL. Only a SessionStore
+// uses it; the other stores ignore it, so one option list can serve all.
+func WithSessionTTL(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.sessionTTL = d
 		}
 	}
 }

@@ -20,6 +20,8 @@ import (
 //	                                    (and, since @pikku/redis 0.12.18, pikkuUserId, state)
 //	{prefix}:topic:{topic}        set   channel ids subscribed to the topic
 //	{prefix}:subs:{channelId}     set   topics the channel is subscribed to
+//	{prefix}:session:{pikkuUserId} string JSON text of the user's session
+//	                                    (@pikku/redis 0.12.18's RedisSessionStore)
 //
 // and, only for stores with WithChannelTTL (not in @pikku/redis):
 //
@@ -27,13 +29,15 @@ import (
 //
 // The prefix comes first, so a hash-tag prefix such as "{pikku}" puts every
 // key of a store in one Redis Cluster slot. remove_channels.lua builds topic
-// keys from the prefix in the same way (ARGV[1] .. ":topic:" .. topic).
+// keys from the prefix in the same way (ARGV[1] .. ":topic:" .. topic), and
+// get_channel_with_session.lua session keys (ARGV[1] .. ":session:" .. id).
 type keys struct{ prefix string }
 
 func (k keys) channel(channelID string) string { return k.prefix + ":channel:" + channelID }
 func (k keys) topic(topic string) string       { return k.prefix + ":topic:" + topic }
 func (k keys) subs(channelID string) string    { return k.prefix + ":subs:" + channelID }
 func (k keys) leases() string                  { return k.prefix + ":leases" }
+func (k keys) session(userID string) string    { return k.prefix + ":session:" + userID }
 
 // Hash fields of a channel, as @pikku/redis names them.
 const (
@@ -172,7 +176,7 @@ func (c *conn) init(ctx context.Context) error {
 			return err
 		}
 	}
-	return c.checkEvictionPolicy(ctx)
+	return c.checkEvictionPolicy(ctx, "the topic and subs sets (topics read as empty, the two index directions disagree)")
 }
 
 // ChannelStore keeps one hash per open channel: its id, name, opening data,
@@ -422,10 +426,22 @@ func (s *ChannelStore) readChannel(ctx context.Context, channelID string, extra 
 	if err != nil {
 		return channelHash{}, onKey(args[0].(string), err)
 	}
-	if len(vals) != len(args)-1 || len(vals[0]) == 0 {
+	if len(vals) != len(args)-1 {
+		return channelHash{}, fmt.Errorf("HMGET replied with %d values, want %d", len(vals), len(args)-1)
+	}
+	h, err := channelFields(channelID, vals[:4])
+	h.extra = vals[4:]
+	return h, err
+}
+
+// channelFields reads the four fields AddChannel writes, in the order
+// channelId, channelName, openingData, createdAt (nil when absent). A hash
+// without channelId is ErrChannelNotFound.
+func channelFields(channelID string, vals [][]byte) (channelHash, error) {
+	if len(vals[0]) == 0 {
 		return channelHash{}, notFound(channelID)
 	}
-	h := channelHash{id: string(vals[0]), name: string(vals[1]), extra: vals[4:]}
+	h := channelHash{id: string(vals[0]), name: string(vals[1])}
 	data, ok, err := jsonField(channelID, fieldOpeningData, vals[2])
 	if err != nil {
 		return channelHash{}, err
