@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -111,4 +112,53 @@ func (s *ChannelStore) ClearState(ctx context.Context, channelID string) error {
 		return wrap(op, err)
 	}
 	return wrap(op, s.setField(ctx, channelID, fieldState, nil))
+}
+
+// ChannelWithSession is a stored channel with the session of the Pikku
+// user it belongs to, as GetChannelWithSession reads them.
+type ChannelWithSession struct {
+	ChannelInfo
+	// Session is the JSON text stored for the channel's PikkuUserID by a
+	// SessionStore (or @pikku/redis 0.12.18's RedisSessionStore) on the
+	// same prefix; nil when HasSession is false.
+	Session json.RawMessage
+	// HasSession is false when the channel has no Pikku user id, or its
+	// user has no session (what SessionStore.Get reports as !ok).
+	HasSession bool
+}
+
+// GetChannelWithSession returns a channel, as GetChannel does, together
+// with the session of its Pikku user: what today's Pikku reads with
+// getChannel and then sessionStore.get(pikkuUserId), in one round trip and
+// one atomic step (get_channel_with_session.lua), so the session is the
+// one of the user the channel names at that instant. The session is read
+// under the store's own key prefix, {prefix}:session:{pikkuUserId}, where
+// a SessionStore with the same WithKeyPrefix keeps it. A missing channel
+// is ErrChannelNotFound; a stored session that is not JSON is an error.
+func (s *ChannelStore) GetChannelWithSession(ctx context.Context, channelID string) (ChannelWithSession, error) {
+	const op = "get channel with session"
+	if err := checkID(channelID); err != nil {
+		return ChannelWithSession{}, wrap(op, err)
+	}
+	args := []any{nil, nil, s.c.key().channel(channelID), s.c.key().prefix}
+	vals, err := redis.ByteSlices(getChannelWithSessionScript.run(ctx, s.c, 1, args))
+	if err != nil {
+		return ChannelWithSession{}, wrap(op, err)
+	}
+	if len(vals) != 6 {
+		return ChannelWithSession{}, wrap(op, fmt.Errorf("script %s replied with %d values, want 6", getChannelWithSessionScript.name, len(vals)))
+	}
+	h, err := channelFields(channelID, vals[:4])
+	if err != nil {
+		return ChannelWithSession{}, wrap(op, err)
+	}
+	out := ChannelWithSession{ChannelInfo: ChannelInfo{
+		ChannelID:   h.id,
+		ChannelName: h.name,
+		OpeningData: h.openingData,
+		PikkuUserID: string(vals[4]),
+		CreatedAt:   h.createdAt,
+	}}
+	out.Session, out.HasSession, err = sessionJSON(out.PikkuUserID, vals[5])
+	return out, wrap(op, err)
 }

@@ -74,7 +74,7 @@ func TestInitLoadsEveryScript(t *testing.T) {
 	require.NoError(t, hs.Init(ctxT(t)))
 
 	shas := pikkuredis.ScriptSHAs()
-	require.Len(t, shas, 9)
+	require.Len(t, shas, 10)
 	args := redis.Args{"EXISTS"}
 	want := []int{}
 	for _, sha := range shas {

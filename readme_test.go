@@ -272,25 +272,35 @@ func TestReadmeScriptSnippetsRun(t *testing.T) {
 	defer c.Close()
 	cli := needRedisCLI(t)
 	// In the order a channel lives: add it with a lease, subscribe, set a
-	// field, clear it, touch its lease, repair its topic, unsubscribe,
-	// remove, sweep.
-	order := map[string]int{"add_channel": 0, "subscribe": 1, "set_channel_field": 2, "clear_channel_field": 3,
-		"touch_channels": 4, "repair_set": 5, "unsubscribe": 6, "remove_channels": 7, "sweep_expired": 8}
+	// field, read the channel with its session, clear the field, touch its
+	// lease, repair its topic, unsubscribe, remove, sweep.
+	order := map[string]int{"add_channel": 0, "subscribe": 1, "set_channel_field": 2, "get_channel_with_session": 3,
+		"clear_channel_field": 4, "touch_channels": 5, "repair_set": 6, "unsubscribe": 7, "remove_channels": 8, "sweep_expired": 9}
+	// What each answers: an integer or an array of them (or an empty
+	// one); the read, the channel add_channel's example wrote, with no
+	// Pikku user and so no session.
+	integers := `^((\d+\n)+|\n)$`
+	answers := map[string]string{"get_channel_with_session": `^c1\nchat\n\{\}\n\d+\n\n\n$`}
 	hs := scriptHeaders(t)
-	examples := make([]string, len(order))
+	examples := make([][2]string, len(order))
 	for _, h := range hs {
 		i, ok := order[h.name]
 		require.True(t, ok, "add %s to this test's order", h.name)
-		examples[i] = h.example
+		examples[i] = [2]string{h.name, h.example}
 	}
 	_, err := c.Do("HSET", "pikku:channel:c1", "channelId", "c1")
 	require.NoError(t, err)
-	for _, ex := range examples {
+	for _, nameEx := range examples {
+		name, ex := nameEx[0], nameEx[1]
 		cmd := exec.Command("sh", "-c", strings.Replace(ex, "redis-cli ", cli+" -u "+srv.URL+" ", 1))
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s: %s", ex, out)
 		assert.NotContains(t, string(out), "ERR", ex)
-		assert.Regexp(t, `^((\d+\n)+|\n)$`, string(out), "%s answers an integer or an array of them (or an empty one)", ex)
+		want, ok := answers[name]
+		if !ok {
+			want = integers
+		}
+		assert.Regexp(t, want, string(out), "%s answers as its header says", ex)
 	}
 	keys, err := redis.Strings(c.Do("KEYS", "*"))
 	require.NoError(t, err)

@@ -26,18 +26,19 @@ type script struct {
 
 // The registry: every script the stores run, loaded from scripts/.
 var (
-	subscribeScript         = mustScript("subscribe")
-	unsubscribeScript       = mustScript("unsubscribe")
-	setChannelFieldScript   = mustScript("set_channel_field")
-	clearChannelFieldScript = mustScript("clear_channel_field")
-	removeChannelsScript    = mustScript("remove_channels")
-	addChannelScript        = mustScript("add_channel")
-	touchChannelsScript     = mustScript("touch_channels")
-	sweepExpiredScript      = mustScript("sweep_expired")
-	repairSetScript         = mustScript("repair_set")
+	subscribeScript             = mustScript("subscribe")
+	unsubscribeScript           = mustScript("unsubscribe")
+	setChannelFieldScript       = mustScript("set_channel_field")
+	clearChannelFieldScript     = mustScript("clear_channel_field")
+	removeChannelsScript        = mustScript("remove_channels")
+	addChannelScript            = mustScript("add_channel")
+	touchChannelsScript         = mustScript("touch_channels")
+	sweepExpiredScript          = mustScript("sweep_expired")
+	repairSetScript             = mustScript("repair_set")
+	getChannelWithSessionScript = mustScript("get_channel_with_session")
 
 	allScripts = []*script{subscribeScript, unsubscribeScript, setChannelFieldScript, clearChannelFieldScript, removeChannelsScript,
-		addChannelScript, touchChannelsScript, sweepExpiredScript, repairSetScript}
+		addChannelScript, touchChannelsScript, sweepExpiredScript, repairSetScript, getChannelWithSessionScript}
 )
 
 func mustScript(name string) *script {

@@ -89,3 +89,103 @@ func (t Typed[O, S]) GetChannelAndSession(ctx context.Context, channelID string)
 	}
 	return out, nil
 }
+
+// TypedChannelWithSession is a channel of today's Pikku API decoded into
+// Go types, with its user's session: what Typed.GetChannelWithSession
+// returns.
+type TypedChannelWithSession[O, S any] struct {
+	ChannelID   string
+	ChannelName string
+	OpeningData O      // decoded from the stored JSON ({} when none was stored)
+	PikkuUserID string // "" when none
+	Session     S      // the zero S when HasSession is false
+	HasSession  bool   // false when there is no Pikku user id or no session for it
+	CreatedAt   time.Time
+}
+
+// GetChannelWithSession returns the channel with its opening data and its
+// Pikku user's session decoded, read in one atomic step as
+// ChannelStore.GetChannelWithSession says. Stored JSON that does not fit O
+// or S is an error; a stored null session decodes as S decodes null (the
+// zero value for a struct), with HasSession true.
+func (t Typed[O, S]) GetChannelWithSession(ctx context.Context, channelID string) (TypedChannelWithSession[O, S], error) {
+	if err := t.check(); err != nil {
+		return TypedChannelWithSession[O, S]{}, err
+	}
+	raw, err := t.store.GetChannelWithSession(ctx, channelID)
+	if err != nil {
+		return TypedChannelWithSession[O, S]{}, err
+	}
+	out := TypedChannelWithSession[O, S]{
+		ChannelID:   raw.ChannelID,
+		ChannelName: raw.ChannelName,
+		PikkuUserID: raw.PikkuUserID,
+		HasSession:  raw.HasSession,
+		CreatedAt:   raw.CreatedAt,
+	}
+	if err := json.Unmarshal(raw.OpeningData, &out.OpeningData); err != nil {
+		return TypedChannelWithSession[O, S]{}, fmt.Errorf("pikkuredis: get channel with session: channel %s: decode opening data as %T: %w", channelID, out.OpeningData, err)
+	}
+	if raw.HasSession {
+		if err := json.Unmarshal(raw.Session, &out.Session); err != nil {
+			return TypedChannelWithSession[O, S]{}, fmt.Errorf("pikkuredis: get channel with session: channel %s: decode the session of pikku user %s as %T: %w", channelID, raw.PikkuUserID, out.Session, err)
+		}
+	}
+	return out, nil
+}
+
+// TypedSessionStore is a view of a SessionStore whose sessions have the Go
+// type S (the Go counterpart of @pikku/core's CoreUserSession type), so
+// that callers never marshal or unmarshal by hand. S is stored as
+// encoding/json encodes it, the same bytes as JSON.stringify (see Redis
+// layout in the README); the raw SessionStore stays usable beside it.
+type TypedSessionStore[S any] struct {
+	store *SessionStore
+}
+
+// NewTypedSessionStore returns a typed view of store.
+func NewTypedSessionStore[S any](store *SessionStore) TypedSessionStore[S] {
+	return TypedSessionStore[S]{store: store}
+}
+
+func (t TypedSessionStore[S]) check() error {
+	if t.store == nil {
+		return errors.New("pikkuredis: TypedSessionStore has no store: make it with NewTypedSessionStore(store)")
+	}
+	return nil
+}
+
+// Get returns the session of a Pikku user decoded as S, and ok false (the
+// zero S, no error) when the user has none. Stored JSON that does not fit
+// S is an error, never a silent zero value; a stored null decodes as S
+// decodes null (the zero value for a struct), with ok true.
+func (t TypedSessionStore[S]) Get(ctx context.Context, pikkuUserID string) (session S, ok bool, err error) {
+	if err := t.check(); err != nil {
+		return session, false, err
+	}
+	raw, ok, err := t.store.Get(ctx, pikkuUserID)
+	if err != nil || !ok {
+		return session, false, err
+	}
+	if err := json.Unmarshal(raw, &session); err != nil {
+		var zero S
+		return zero, false, fmt.Errorf("pikkuredis: get session: pikku user %s: decode session as %T: %w", pikkuUserID, session, err)
+	}
+	return session, true, nil
+}
+
+// Set stores the session of a Pikku user, as SessionStore.Set does.
+func (t TypedSessionStore[S]) Set(ctx context.Context, pikkuUserID string, session S) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	return t.store.Set(ctx, pikkuUserID, session)
+}
+
+// Clear deletes the session of a Pikku user, as SessionStore.Clear does.
+func (t TypedSessionStore[S]) Clear(ctx context.Context, pikkuUserID string) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	return t.store.Clear(ctx, pikkuUserID)
+}

@@ -211,8 +211,10 @@ func TestScriptFlags(t *testing.T) {
 		"clear_channel_field": "#!lua flags=allow-oom",
 		"unsubscribe":         "#!lua flags=allow-oom", "remove_channels": "#!lua flags=allow-oom",
 		"sweep_expired": "#!lua flags=allow-oom", "repair_set": "#!lua flags=allow-oom",
-		"touch_channels": "#!lua flags=allow-oom",
+		"touch_channels":           "#!lua flags=allow-oom",
+		"get_channel_with_session": "#!lua flags=no-writes",
 	}
+	writes := regexp.MustCompile(`redis\.p?call\('(SADD|SREM|HSET|HDEL|DEL|UNLINK|ZADD|ZREM|SET|EXPIRE|PEXPIRE)'`)
 	grows := regexp.MustCompile(`redis\.call\('(SADD|HSET|ZADD|SET|LPUSH|RPUSH|HSETNX)'`)
 	require.Len(t, allScripts, len(want))
 	for _, s := range allScripts {
@@ -220,6 +222,9 @@ func TestScriptFlags(t *testing.T) {
 		assert.Equal(t, want[s.name], first, s.name)
 		if strings.Contains(first, "allow-oom") && s.name != "touch_channels" {
 			assert.NotRegexp(t, grows, body, "%s is allow-oom but adds data", s.name)
+		}
+		if strings.Contains(first, "no-writes") {
+			assert.NotRegexp(t, writes, body, "%s is no-writes but writes", s.name)
 		}
 	}
 }
