@@ -178,6 +178,96 @@ func ExampleChannelStore_GetChannel() {
 	// pikkuredis: channel not found: closed-socket
 }
 
+// Today's Pikku keeps the user's session apart from the channel, one key
+// per Pikku user, as @pikku/redis 0.12.18's RedisSessionStore does: Go and
+// TypeScript servers on one Redis and prefix share them.
+func ExampleSessionStore() {
+	ctx := context.Background()
+	sessions, err := pikkuredis.OpenSessionStore(redisURL,
+		pikkuredis.WithKeyPrefix(examplePrefix()),
+		pikkuredis.WithSessionTTL(24*time.Hour)) // SET ... EX 86400
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sessions.Close()
+
+	_ = sessions.Set(ctx, "u-42", map[string]any{"userId": "u-42", "roles": []string{"admin"}})
+	session, ok, err := sessions.Get(ctx, "u-42")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(session), ok)
+
+	_ = sessions.Clear(ctx, "u-42")
+	_, ok, _ = sessions.Get(ctx, "u-42")
+	fmt.Println("after Clear:", ok)
+	// Output:
+	// {"roles":["admin"],"userId":"u-42"} true
+	// after Clear: false
+}
+
+// A channel and the session of the user it belongs to, in one round trip
+// and one atomic step: what a websocket handler needs on every message.
+func ExampleChannelStore_GetChannelWithSession() {
+	ctx := context.Background()
+	prefix := examplePrefix() // the same prefix for both stores
+	channels, _ := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+	defer channels.Close()
+	sessions, _ := pikkuredis.OpenSessionStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+	defer sessions.Close()
+
+	_ = channels.AddChannel(ctx, pikkuredis.Channel{ChannelID: "ch-1", ChannelName: "chat"})
+	_ = channels.SetPikkuUserID(ctx, "ch-1", "u-42")
+	_ = sessions.Set(ctx, "u-42", map[string]string{"userId": "u-42"})
+
+	ch, err := channels.GetChannelWithSession(ctx, "ch-1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ch.ChannelName, ch.PikkuUserID, string(ch.Session), ch.HasSession)
+
+	_ = sessions.Clear(ctx, "u-42") // logged out: the channel stays
+	ch, _ = channels.GetChannelWithSession(ctx, "ch-1")
+	fmt.Println(ch.PikkuUserID, ch.Session == nil, ch.HasSession)
+	_ = channels.RemoveChannels(ctx, []string{"ch-1"})
+	// Output:
+	// chat u-42 {"userId":"u-42"} true
+	// u-42 true false
+}
+
+// Sessions decoded into a Go type, and a channel read with its user's
+// session decoded too.
+func ExampleNewTypedSessionStore() {
+	ctx := context.Background()
+	prefix := examplePrefix()
+	store, _ := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+	defer store.Close()
+	raw, _ := pikkuredis.OpenSessionStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+	defer raw.Close()
+	sessions := pikkuredis.NewTypedSessionStore[chatSession](raw)
+	chats := pikkuredis.NewTyped[chatOpening, chatSession](store)
+
+	_ = sessions.Set(ctx, "u-42", chatSession{UserID: "u-42"})
+	s, ok, err := sessions.Get(ctx, "u-42")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.UserID, ok)
+
+	_ = chats.AddChannel(ctx, "ch-1", "chat", chatOpening{Room: "lobby"})
+	_ = store.SetPikkuUserID(ctx, "ch-1", "u-42")
+	ch, err := chats.GetChannelWithSession(ctx, "ch-1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ch.OpeningData.Room, ch.PikkuUserID, ch.Session.UserID, ch.HasSession)
+	_ = store.RemoveChannels(ctx, []string{"ch-1"})
+	_ = sessions.Clear(ctx, "u-42")
+	// Output:
+	// u-42 true
+	// lobby u-42 u-42 true
+}
+
 // Fanning out to a large topic without holding every id in memory: the ids
 // come from Redis a page at a time.
 func ExampleEventHubStore_ScanChannelIDsForTopic() {

@@ -24,6 +24,7 @@ func TestKeysLayout(t *testing.T) {
 	assert.Equal(t, "pikku:channel:c1", k.channel("c1"))
 	assert.Equal(t, "pikku:topic:news", k.topic("news"))
 	assert.Equal(t, "pikku:subs:c1", k.subs("c1"))
+	assert.Equal(t, "pikku:session:u-42", k.session("u-42"), "as @pikku/redis 0.12.18's RedisSessionStore")
 	tagged := keys{prefix: "{pikku}"}
 	assert.Equal(t, "{pikku}:channel:a:b", tagged.channel("a:b"))
 }
@@ -35,6 +36,26 @@ func TestDefaultPrefixIsPikku(t *testing.T) {
 	c := newConfig([]Option{WithPoolSize(0), WithRemoveChunkSize(-1), nil})
 	assert.Equal(t, DefaultPoolSize, c.poolSize)
 	assert.Equal(t, DefaultRemoveChunkSize, c.removeChunkSize)
+}
+
+// A session TTL is whole seconds (SET ... EX), rounded up: never shorter
+// than asked, never 0.
+func TestSessionTTLRoundsUpToWholeSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]int64{
+		time.Nanosecond:                 1,
+		time.Millisecond:                1,
+		time.Second:                     1,
+		time.Second + time.Nanosecond:   2,
+		1500 * time.Millisecond:         2,
+		time.Hour:                       3600,
+		time.Duration(math.MaxInt64):    9223372037, // 292 years; Redis takes far more
+		24*time.Hour - time.Millisecond: 86400,
+	} {
+		assert.Equal(t, want, ttlSeconds(d), "%v", d)
+	}
+	assert.Zero(t, newConfig(nil).sessionTTL, "no TTL by default")
+	assert.Zero(t, newConfig([]Option{WithSessionTTL(0), WithSessionTTL(-1)}).sessionTTL)
+	assert.Equal(t, time.Minute, newConfig([]Option{WithSessionTTL(time.Minute)}).sessionTTL)
 }
 
 func TestMarshalJSONLikeJSONStringify(t *testing.T) {
