@@ -18,7 +18,10 @@ import (
 // and the two index directions disagree. Set maxmemory-policy to
 // noeviction (writes that add data then fail with an OOM error and write
 // nothing), or to a volatile-* policy, which evicts only keys with a TTL
-// and so never these, which have none.
+// and so never these, which have none. A SessionStore's Init refuses the
+// same policies, under which Redis would evict sessions (logging users
+// out); under a volatile-* policy, sessions written WithSessionTTL can be
+// evicted before their TTL runs out.
 //
 // Init checks the policy last, after loading the scripts, so a caller who
 // accepts the risk can go on after errors.Is(err, ErrEvictionPolicy).

@@ -56,8 +56,8 @@ var (
 	ErrChannelNotFound = errors.New("pikkuredis: channel not found")
 
 	// ErrInvalidArgument is returned (wrapped, saying what is wrong) for
-	// input the store refuses before writing anything: an empty channel id
-	// or topic, or a value encoding/json cannot encode.
+	// input the store refuses before writing anything: an empty channel id,
+	// topic or Pikku user id, or a value encoding/json cannot encode.
 	ErrInvalidArgument = errors.New("invalid argument")
 
 	// ErrWrongType is returned (wrapped; the text names the key, and for
