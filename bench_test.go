@@ -134,6 +134,85 @@ func BenchmarkGetChannelAndSession(b *testing.B) {
 	})
 }
 
+// openSessionStore is a SessionStore on prefix, opened from the URL.
+func openSessionStore(b *testing.B, prefix string, opts ...pikkuredis.Option) *pikkuredis.SessionStore {
+	b.Helper()
+	ss, err := pikkuredis.OpenSessionStore(redisURL, append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ss.Close() })
+	return ss
+}
+
+func BenchmarkSessionSet(b *testing.B) {
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		ss := openSessionStore(b, newPrefix(b), pikkuredis.WithSessionTTL(time.Hour))
+		session := map[string]string{"userId": "u1"}
+		return func(ctx context.Context, i int) error {
+			return ss.Set(ctx, "u"+strconv.Itoa(i%1000), session)
+		}
+	})
+}
+
+func BenchmarkSessionGet(b *testing.B) {
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		ss := openSessionStore(b, newPrefix(b))
+		if err := ss.Set(context.Background(), "u1", map[string]string{"userId": "u1"}); err != nil {
+			b.Fatal(err)
+		}
+		return func(ctx context.Context, i int) error {
+			_, _, err := ss.Get(ctx, "u1")
+			return err
+		}
+	})
+}
+
+// channelWithSession adds the channel c1 of the user u1, who has a
+// session, for the reads below.
+func channelWithSession(b *testing.B) (*pikkuredis.ChannelStore, *pikkuredis.SessionStore) {
+	cs, _, prefix := openStores(b)
+	ss := openSessionStore(b, prefix)
+	ctx := context.Background()
+	err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat", OpeningData: map[string]string{"room": "lobby"}})
+	if err == nil {
+		err = cs.SetPikkuUserID(ctx, "c1", "u1")
+	}
+	if err == nil {
+		err = ss.Set(ctx, "u1", map[string]string{"userId": "u1"})
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cs, ss
+}
+
+func BenchmarkGetChannelWithSession(b *testing.B) {
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		cs, _ := channelWithSession(b)
+		return func(ctx context.Context, i int) error {
+			_, err := cs.GetChannelWithSession(ctx, "c1")
+			return err
+		}
+	})
+}
+
+// BenchmarkGetChannelThenSession is the same read made as today's Pikku
+// makes it, GetChannel and then SessionStore.Get: two round trips, and
+// not atomic. For comparison with BenchmarkGetChannelWithSession.
+func BenchmarkGetChannelThenSession(b *testing.B) {
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		cs, ss := channelWithSession(b)
+		return func(ctx context.Context, i int) error {
+			info, err := cs.GetChannel(ctx, "c1")
+			if err == nil {
+				_, _, err = ss.Get(ctx, info.PikkuUserID)
+			}
+			return err
+		}
+	})
+}
+
 func BenchmarkSubscribe(b *testing.B) {
 	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
 		_, hs, _ := openStores(b)
