@@ -135,6 +135,9 @@ func TestInteropWithPikkuRedis(t *testing.T) {
 	require.NoError(t, json.Unmarshal(versions, &v))
 	require.Equal(t, "0.12.3", v["@pikku/redis"], "interop/package-lock.json pins @pikku/redis 0.12.3")
 	require.Equal(t, "0.12.18", v["pikku-redis-0.12.18"], "and 0.12.18 under an alias")
+	// The session rows' "not in 0.12.3".
+	_, _, err = tsStore{d: node, url: redisURL, version: "0.12.3", kind: "session"}.try(t, "get", "u1")
+	require.EqualError(t, err, "node: @pikku/redis 0.12.3 has no RedisSessionStore")
 
 	// The default prefix writes outside any test prefix, so it gets a
 	// redis-server of its own; the custom prefix shares the test Redis.
@@ -771,7 +774,7 @@ func tsSessionTTLGoGets(t *testing.T, e *interopEnv, version string) {
 // then the session store's get(pikkuUserId).
 func goChannelWithSessionTSReads(t *testing.T, e *interopEnv, version string) {
 	ctx := ctxT(t)
-	id, user := uid("c"), uid("u")
+	id, user := uid("c"), uid("ünï 🎉 u")
 	session := map[string]any{"userId": user, "name": "Zoë <3", "roles": []any{"admin"}}
 	require.NoError(t, e.cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: "chat", OpeningData: map[string]string{"room": "<lobby>"}}))
 	require.NoError(t, e.cs.SetPikkuUserID(ctx, id, user))
@@ -826,7 +829,7 @@ func tsChannelWithSessionGoReads(t *testing.T, e *interopEnv, version string) {
 	check("the user's session", user, `{"name":"Zoë <3","roles":["admin"],"userId":"`+user+`"}`)
 	tss.call(t, "set", user, json.RawMessage(`{"userId":"replaced"}`))
 	check("replaced", user, `{"userId":"replaced"}`)
-	other := uid("u")
+	other := uid("ünï 🎉 u") // the session key is built inside Lua: same bytes as there
 	tss.call(t, "set", other, json.RawMessage(`{"userId":"other"}`))
 	tsc.call(t, "setPikkuUserId", id, other)
 	check("another user", other, `{"userId":"other"}`)
