@@ -35,14 +35,31 @@ type interopEnv struct {
 	prefix string // "" is the default prefix, given to neither side
 	cs     *pikkuredis.ChannelStore
 	hs     *pikkuredis.EventHubStore
-	node   *nodeDriver
+	ss     *pikkuredis.SessionStore // no TTL
+	// ssTTL are session stores WithSessionTTL of each of sessionTTLs.
+	ssTTL map[int]*pikkuredis.SessionStore
+	node  *nodeDriver
 }
+
+// sessionTTLs are the TTLs, in seconds, of the session stores of both
+// sides: a short one to see keys expire, and a long one to check what the
+// other side reads and PTTL before they do.
+var sessionTTLs = []int{1, 60}
 
 func (e *interopEnv) ts(version, kind string) tsStore {
 	return tsStore{d: e.node, url: e.url, prefix: e.prefix, version: version, kind: kind}
 }
 
-// key is the full key of a channel, topic or subs set, for raw checks.
+// tsSessions is @pikku/redis's RedisSessionStore, constructed with
+// ttlSeconds when it is not 0.
+func (e *interopEnv) tsSessions(version string, ttlSeconds int) tsStore {
+	s := e.ts(version, "session")
+	s.ttlSeconds = ttlSeconds
+	return s
+}
+
+// key is the full key of a channel, topic, subs set or session, for raw
+// checks.
 func (e *interopEnv) key(kind, name string) string {
 	p := e.prefix
 	if p == "" {
@@ -98,6 +115,14 @@ func interopCases() []interopCase {
 	both("unsubscribe", tsToGo, tsSubscribedGoUnsubscribes)
 	both("removeChannels", goToTS, goRemovesTSChannel)
 	both("removeChannels", tsToGo, tsRemovesGoChannel)
+	only("RedisSessionStore.set", "0.12.18", goToTS, goSetsSessionTSGets)
+	only("RedisSessionStore.set", "0.12.18", tsToGo, tsSetsSessionGoGets)
+	only("RedisSessionStore.clear", "0.12.18", goToTS, goClearsSessionTSGets)
+	only("RedisSessionStore.clear", "0.12.18", tsToGo, tsClearsSessionGoGets)
+	only("ttlSeconds", "0.12.18", goToTS, goSessionTTLTSGets)
+	only("ttlSeconds", "0.12.18", tsToGo, tsSessionTTLGoGets)
+	only("getChannel", "0.12.18", goToTS, goChannelWithSessionTSReads)
+	only("getChannel", "0.12.18", tsToGo, tsChannelWithSessionGoReads)
 	return cases
 }
 
@@ -110,6 +135,9 @@ func TestInteropWithPikkuRedis(t *testing.T) {
 	require.NoError(t, json.Unmarshal(versions, &v))
 	require.Equal(t, "0.12.3", v["@pikku/redis"], "interop/package-lock.json pins @pikku/redis 0.12.3")
 	require.Equal(t, "0.12.18", v["pikku-redis-0.12.18"], "and 0.12.18 under an alias")
+	// The session rows' "not in 0.12.3".
+	_, _, err = tsStore{d: node, url: redisURL, version: "0.12.3", kind: "session"}.try(t, "get", "u1")
+	require.EqualError(t, err, "node: @pikku/redis 0.12.3 has no RedisSessionStore")
 
 	// The default prefix writes outside any test prefix, so it gets a
 	// redis-server of its own; the custom prefix shares the test Redis.
@@ -125,6 +153,12 @@ func TestInteropWithPikkuRedis(t *testing.T) {
 			opts = append(opts, pikkuredis.WithKeyPrefix(e.prefix))
 		}
 		e.cs, e.hs = pikkuredis.NewChannelStore(pool, opts...), pikkuredis.NewEventHubStore(pool, opts...)
+		e.ss = pikkuredis.NewSessionStore(pool, opts...)
+		e.ssTTL = map[int]*pikkuredis.SessionStore{}
+		for _, ttl := range sessionTTLs {
+			withTTL := append(append([]pikkuredis.Option(nil), opts...), pikkuredis.WithSessionTTL(time.Duration(ttl)*time.Second))
+			e.ssTTL[ttl] = pikkuredis.NewSessionStore(pool, withTTL...)
+		}
 		for _, c := range interopCases() {
 			t.Run(name+"/"+c.op+"/"+c.version+"/"+c.dir, func(t *testing.T) { c.run(t, e, c.version) })
 		}
@@ -483,6 +517,326 @@ func tsRemovesGoChannel(t *testing.T, e *interopEnv, version string) {
 	require.NoError(t, err)
 	assert.True(t, ok, "Unsubscribe removes the orphan")
 	assertNoTrace(t, e, id, topic)
+}
+
+// sessionValues are sessions one side sets and the other gets back, with
+// the JSON text both store for them: JSON.stringify's bytes and Go's agree
+// for these (object keys are written in the order Go writes them, sorted,
+// which JSON.parse and JSON.stringify keep).
+var sessionValues = []struct {
+	name   string
+	goV    any    // what Go sets
+	stored string // what either side stores, and what JavaScript sets
+}{
+	{"object", map[string]any{"html": "<b>a && b</b>", "name": "Zoë 🎉 \u2028 \u2029", "roles": []any{"admin"}, "userId": "u1"},
+		`{"html":"<b>a && b</b>","name":"Zoë 🎉 ` + "\u2028 \u2029" + `","roles":["admin"],"userId":"u1"}`},
+	{"nested", map[string]any{"a": map[string]any{"b": []any{map[string]any{"c": nil}, []any{}, map[string]any{}}}, "n": 1.5},
+		`{"a":{"b":[{"c":null},[],{}]},"n":1.5}`},
+	{"array", []any{1, "two", nil, true, false, 0}, `[1,"two",null,true,false,0]`},
+	{"integer", 42, `42`},
+	{"negative fraction", -7.25, `-7.25`},
+	{"string", "héllo \"q\" <&> \\", `"héllo \"q\" <&> \\"`},
+	{"empty string", "", `""`},
+	{"false", false, `false`},
+	{"zero", 0, `0`},
+	{"empty object", map[string]any{}, `{}`},
+	{"null", nil, `null`}, // JavaScript gets null, Go ("null", true): a session, not none
+}
+
+// assertStored checks the bytes a session key holds.
+func assertStored(t *testing.T, c redis.Conn, key, want, msg string) {
+	t.Helper()
+	got, err := redis.String(c.Do("GET", key))
+	require.NoError(t, err, msg)
+	assert.Equal(t, want, got, "%s: stored bytes", msg)
+}
+
+func pttl(t *testing.T, c redis.Conn, key string) int64 {
+	t.Helper()
+	p, err := redis.Int64(c.Do("PTTL", key))
+	require.NoError(t, err)
+	return p
+}
+
+// assertPTTL checks that a key has a TTL within (0, ttl seconds].
+func assertPTTL(t *testing.T, c redis.Conn, key string, ttl int) {
+	t.Helper()
+	p := pttl(t, c, key)
+	assert.True(t, p > 0 && p <= int64(ttl)*1000, "PTTL of %s is %d, want within (0, %d]", key, p, ttl*1000)
+}
+
+// awaitExpiry checks that a key set at start with a TTL of ttl seconds has
+// that TTL, then waits for Redis to expire it (PTTL -2), a bounded wait.
+func awaitExpiry(t *testing.T, c redis.Conn, key string, ttl int, start time.Time) {
+	t.Helper()
+	full := time.Duration(ttl) * time.Second
+	if p := pttl(t, c, key); p == -2 {
+		// Gone already: only if this test was held up for the whole TTL.
+		require.GreaterOrEqual(t, time.Since(start), full, "%s expired before its TTL", key)
+	} else {
+		require.True(t, p > 0 && p <= int64(ttl)*1000, "PTTL of %s is %d, want within (0, %d]", key, p, ttl*1000)
+	}
+	deadline := time.Now().Add(full + 10*time.Second)
+	for pttl(t, c, key) != -2 {
+		require.True(t, time.Now().Before(deadline), "%s has not expired %v after its TTL", key, full+10*time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// goSetsSessionTSGets: sessions Go sets, RedisSessionStore.get reads.
+func goSetsSessionTSGets(t *testing.T, e *interopEnv, version string) {
+	ctx := ctxT(t)
+	c := e.raw(t)
+	ts := e.tsSessions(version, 0)
+	for _, v := range sessionValues {
+		user := uid("u")
+		require.NoError(t, e.ss.Set(ctx, user, v.goV), v.name)
+		assertStored(t, c, e.key("session", user), v.stored, v.name)
+		got, undef, err := ts.try(t, "get", user)
+		require.NoError(t, err, v.name)
+		require.False(t, undef, "%s: get returned undefined", v.name)
+		assert.JSONEq(t, v.stored, string(got), v.name)
+	}
+
+	// A Go Set replaces a session either side set.
+	user := uid("u")
+	ts.call(t, "set", user, json.RawMessage(`{"userId":"ts"}`))
+	require.NoError(t, e.ss.Set(ctx, user, map[string]string{"userId": "go 1"}))
+	assert.JSONEq(t, `{"userId":"go 1"}`, string(ts.call(t, "get", user)), "Go replaced TypeScript's session")
+	require.NoError(t, e.ss.Set(ctx, user, map[string]string{"userId": "go 2"}))
+	assert.JSONEq(t, `{"userId":"go 2"}`, string(ts.call(t, "get", user)), "Go replaced its own session")
+
+	// None: a user without a key, and a key holding the empty string
+	// (neither side writes one), are undefined there and !ok here.
+	user = uid("u")
+	_, undef, err := ts.try(t, "get", user)
+	require.NoError(t, err)
+	assert.True(t, undef, "no session: undefined")
+	_, err = c.Do("SET", e.key("session", user), "")
+	require.NoError(t, err)
+	_, undef, err = ts.try(t, "get", user)
+	require.NoError(t, err)
+	assert.True(t, undef, "empty string: undefined")
+	got, ok, err := e.ss.Get(ctx, user)
+	require.NoError(t, err)
+	assert.False(t, ok, "empty string: no session")
+	assert.Nil(t, got)
+}
+
+// tsSetsSessionGoGets: sessions RedisSessionStore.set writes, Go reads.
+func tsSetsSessionGoGets(t *testing.T, e *interopEnv, version string) {
+	ctx := ctxT(t)
+	c := e.raw(t)
+	ts := e.tsSessions(version, 0)
+	for _, v := range sessionValues {
+		user := uid("u")
+		ts.call(t, "set", user, json.RawMessage(v.stored))
+		assertStored(t, c, e.key("session", user), v.stored, v.name)
+		got, ok, err := e.ss.Get(ctx, user)
+		require.NoError(t, err, v.name)
+		require.True(t, ok, "%s: Get found no session", v.name)
+		assert.Equal(t, v.stored, string(got), "%s: Get returns the stored bytes", v.name)
+	}
+
+	// A TypeScript set replaces a session either side set.
+	user := uid("u")
+	require.NoError(t, e.ss.Set(ctx, user, map[string]string{"userId": "go"}))
+	ts.call(t, "set", user, json.RawMessage(`{"userId":"ts 1"}`))
+	got, ok, err := e.ss.Get(ctx, user)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.JSONEq(t, `{"userId":"ts 1"}`, string(got), "TypeScript replaced Go's session")
+	ts.call(t, "set", user, json.RawMessage(`{"userId":"ts 2"}`))
+	got, ok, err = e.ss.Get(ctx, user)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.JSONEq(t, `{"userId":"ts 2"}`, string(got), "TypeScript replaced its own session")
+
+	got, ok, err = e.ss.Get(ctx, uid("u"))
+	require.NoError(t, err)
+	assert.False(t, ok, "no session")
+	assert.Nil(t, got)
+}
+
+// goClearsSessionTSGets: a session RedisSessionStore.set wrote, cleared by
+// Go, is gone for @pikku/redis.
+func goClearsSessionTSGets(t *testing.T, e *interopEnv, version string) {
+	ctx := ctxT(t)
+	ts := e.tsSessions(version, 0)
+	user, other := uid("u"), uid("u")
+	for _, u := range []string{user, other} {
+		ts.call(t, "set", u, json.RawMessage(`{"userId":"`+u+`"}`))
+	}
+	require.NoError(t, e.ss.Clear(ctx, user))
+	_, undef, err := ts.try(t, "get", user)
+	require.NoError(t, err)
+	assert.True(t, undef, "cleared: undefined")
+	n, err := redis.Int(e.raw(t).Do("EXISTS", e.key("session", user)))
+	require.NoError(t, err)
+	assert.Equal(t, 0, n, "the key is deleted")
+	assert.JSONEq(t, `{"userId":"`+other+`"}`, string(ts.call(t, "get", other)), "another user's session stays")
+	require.NoError(t, e.ss.Clear(ctx, user), "clearing again is harmless")
+}
+
+// tsClearsSessionGoGets: a session Go set, cleared by
+// RedisSessionStore.clear, is gone for Go.
+func tsClearsSessionGoGets(t *testing.T, e *interopEnv, version string) {
+	ctx := ctxT(t)
+	ts := e.tsSessions(version, 0)
+	user, other := uid("u"), uid("u")
+	for _, u := range []string{user, other} {
+		require.NoError(t, e.ss.Set(ctx, u, map[string]string{"userId": u}))
+	}
+	_, undef, err := ts.try(t, "clear", user)
+	require.NoError(t, err)
+	assert.True(t, undef, "clear returns nothing")
+	got, ok, err := e.ss.Get(ctx, user)
+	require.NoError(t, err)
+	assert.False(t, ok, "cleared: no session")
+	assert.Nil(t, got)
+	n, err := redis.Int(e.raw(t).Do("EXISTS", e.key("session", user)))
+	require.NoError(t, err)
+	assert.Equal(t, 0, n, "the key is deleted")
+	got, ok, err = e.ss.Get(ctx, other)
+	require.NoError(t, err)
+	assert.True(t, ok, "another user's session stays")
+	assert.JSONEq(t, `{"userId":"`+other+`"}`, string(got))
+	ts.call(t, "clear", user) // again: harmless
+}
+
+// goSessionTTLTSGets: Go's WithSessionTTL, seen by @pikku/redis until the
+// key expires; and a Go Set without one drops the TTL RedisSessionStore
+// set.
+func goSessionTTLTSGets(t *testing.T, e *interopEnv, version string) {
+	ctx := ctxT(t)
+	c := e.raw(t)
+	ts := e.tsSessions(version, 0)
+
+	user := uid("u")
+	require.NoError(t, e.ss.Set(ctx, user, nil)) // the TTL store replaces a key without one
+	require.NoError(t, e.ssTTL[60].Set(ctx, user, map[string]string{"userId": "long"}))
+	assertPTTL(t, c, e.key("session", user), 60)
+	assert.JSONEq(t, `{"userId":"long"}`, string(ts.call(t, "get", user)))
+
+	user = uid("u")
+	start := time.Now()
+	require.NoError(t, e.ssTTL[1].Set(ctx, user, map[string]string{"userId": "short"}))
+	awaitExpiry(t, c, e.key("session", user), 1, start)
+	_, undef, err := ts.try(t, "get", user)
+	require.NoError(t, err)
+	assert.True(t, undef, "expired: undefined")
+
+	user = uid("u")
+	e.tsSessions(version, 60).call(t, "set", user, json.RawMessage(`{"userId":"ts with a TTL"}`))
+	assertPTTL(t, c, e.key("session", user), 60)
+	require.NoError(t, e.ss.Set(ctx, user, map[string]string{"userId": "go without"}))
+	assert.Equal(t, int64(-1), pttl(t, c, e.key("session", user)), "Go's Set without a TTL drops @pikku/redis's")
+	assert.JSONEq(t, `{"userId":"go without"}`, string(ts.call(t, "get", user)))
+}
+
+// tsSessionTTLGoGets: RedisSessionStore's ttlSeconds, seen by Go until the
+// key expires; and a TypeScript set without one drops the TTL Go set.
+func tsSessionTTLGoGets(t *testing.T, e *interopEnv, version string) {
+	ctx := ctxT(t)
+	c := e.raw(t)
+
+	user := uid("u")
+	e.tsSessions(version, 0).call(t, "set", user, json.RawMessage(`null`))
+	e.tsSessions(version, 60).call(t, "set", user, json.RawMessage(`{"userId":"long"}`))
+	assertPTTL(t, c, e.key("session", user), 60)
+	got, ok, err := e.ss.Get(ctx, user)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.JSONEq(t, `{"userId":"long"}`, string(got))
+
+	user = uid("u")
+	start := time.Now()
+	e.tsSessions(version, 1).call(t, "set", user, json.RawMessage(`{"userId":"short"}`))
+	awaitExpiry(t, c, e.key("session", user), 1, start)
+	got, ok, err = e.ss.Get(ctx, user)
+	require.NoError(t, err)
+	assert.False(t, ok, "expired: no session")
+	assert.Nil(t, got)
+
+	user = uid("u")
+	require.NoError(t, e.ssTTL[60].Set(ctx, user, map[string]string{"userId": "go with a TTL"}))
+	assertPTTL(t, c, e.key("session", user), 60)
+	e.tsSessions(version, 0).call(t, "set", user, json.RawMessage(`{"userId":"ts without"}`))
+	assert.Equal(t, int64(-1), pttl(t, c, e.key("session", user)), "@pikku/redis's set without a TTL drops Go's")
+	got, ok, err = e.ss.Get(ctx, user)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.JSONEq(t, `{"userId":"ts without"}`, string(got))
+}
+
+// goChannelWithSessionTSReads: a channel, its Pikku user and the user's
+// session, all written by Go, read by today's Pikku as it does: getChannel,
+// then the session store's get(pikkuUserId).
+func goChannelWithSessionTSReads(t *testing.T, e *interopEnv, version string) {
+	ctx := ctxT(t)
+	id, user := uid("c"), uid("ünï 🎉 u")
+	session := map[string]any{"userId": user, "name": "Zoë <3", "roles": []any{"admin"}}
+	require.NoError(t, e.cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: "chat", OpeningData: map[string]string{"room": "<lobby>"}}))
+	require.NoError(t, e.cs.SetPikkuUserID(ctx, id, user))
+	require.NoError(t, e.ss.Set(ctx, user, session))
+
+	ch := e.ts(version, "channel").call(t, "getChannel", id)
+	assertJSON(t, map[string]any{"channelId": id, "channelName": "chat", "openingData": map[string]string{"room": "<lobby>"}, "pikkuUserId": user}, ch, "getChannel")
+	var named struct {
+		PikkuUserID string `json:"pikkuUserId"`
+	}
+	require.NoError(t, json.Unmarshal(ch, &named))
+	assertJSON(t, session, e.tsSessions(version, 0).call(t, "get", named.PikkuUserID), "get(pikkuUserId)")
+
+	// Go's one-step read agrees.
+	got, err := e.cs.GetChannelWithSession(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, user, got.PikkuUserID)
+	assert.True(t, got.HasSession)
+	assertJSON(t, session, got.Session, "GetChannelWithSession")
+}
+
+// tsChannelWithSessionGoReads: a channel, its Pikku user and the user's
+// session, all written by @pikku/redis 0.12.18, read by Go in one call.
+func tsChannelWithSessionGoReads(t *testing.T, e *interopEnv, version string) {
+	ctx := ctxT(t)
+	id, user := uid("c"), uid("u")
+	tsc, tss := e.ts(version, "channel"), e.tsSessions(version, 0)
+	before := time.Now().Truncate(time.Millisecond)
+	tsc.call(t, "addChannel", channelArg(id, "chat", json.RawMessage(`{"room":"<lobby>"}`)))
+	after := time.Now()
+	check := func(msg, wantUser, wantSession string) {
+		t.Helper()
+		got, err := e.cs.GetChannelWithSession(ctx, id)
+		require.NoError(t, err, msg)
+		assert.Equal(t, id, got.ChannelID, msg)
+		assert.Equal(t, "chat", got.ChannelName, msg)
+		assert.JSONEq(t, `{"room":"<lobby>"}`, string(got.OpeningData), msg)
+		assertBetween(t, got.CreatedAt, before, after)
+		assert.Equal(t, wantUser, got.PikkuUserID, msg)
+		if wantSession == "" {
+			assert.False(t, got.HasSession, msg)
+			assert.Nil(t, got.Session, msg)
+		} else {
+			assert.True(t, got.HasSession, msg)
+			assert.Equal(t, wantSession, string(got.Session), msg)
+		}
+	}
+	check("no Pikku user", "", "")
+	tsc.call(t, "setPikkuUserId", id, user)
+	check("a user without a session", user, "")
+	tss.call(t, "set", user, json.RawMessage(`{"name":"Zoë <3","roles":["admin"],"userId":"`+user+`"}`))
+	check("the user's session", user, `{"name":"Zoë <3","roles":["admin"],"userId":"`+user+`"}`)
+	tss.call(t, "set", user, json.RawMessage(`{"userId":"replaced"}`))
+	check("replaced", user, `{"userId":"replaced"}`)
+	other := uid("ünï 🎉 u") // the session key is built inside Lua: same bytes as there
+	tss.call(t, "set", other, json.RawMessage(`{"userId":"other"}`))
+	tsc.call(t, "setPikkuUserId", id, other)
+	check("another user", other, `{"userId":"other"}`)
+	tss.call(t, "clear", other)
+	check("cleared", other, "")
+	_, err := e.cs.GetChannelWithSession(ctx, uid("c"))
+	assert.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
 }
 
 // assertNoTrace checks that no key of the channel is left and that none of

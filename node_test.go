@@ -221,7 +221,10 @@ type tsStore struct {
 	url     string
 	prefix  string // "" constructs the store without a prefix: its default
 	version string // "0.12.3" or "0.12.18"
-	kind    string // "channel" or "eventhub"
+	kind    string // "channel", "eventhub" or "session" (0.12.18 only)
+	// ttlSeconds is the session store's TTL (0: none); stores of each TTL
+	// are distinct.
+	ttlSeconds int
 }
 
 // call calls a method and fails the test on a JavaScript exception.
@@ -244,10 +247,14 @@ func (s tsStore) try(t testing.TB, method string, args ...any) (json.RawMessage,
 	if args == nil {
 		args = []any{}
 	}
-	return s.d.do(t, map[string]any{
+	req := map[string]any{
 		"op": "store", "url": s.url, "version": s.version, "kind": s.kind,
 		"prefix": prefix, "method": method, "args": args,
-	})
+	}
+	if s.ttlSeconds != 0 {
+		req["ttlSeconds"] = s.ttlSeconds
+	}
+	return s.d.do(t, req)
 }
 
 // isNotFound tells whether a JavaScript exception is @pikku/redis's

@@ -8,14 +8,18 @@
 //
 //   {"id":1,"op":"versions"}
 //   {"id":2,"op":"store","url":"redis://...","version":"0.12.3"|"0.12.18",
-//    "kind":"channel"|"eventhub","prefix":"p"|null,"method":"addChannel","args":[...]}
+//    "kind":"channel"|"eventhub"|"session","prefix":"p"|null,
+//    "ttlSeconds":2 (optional, "session" only),"method":"addChannel","args":[...]}
 //   {"id":3,"op":"script","url":"redis://...","file":"/abs/scripts/subscribe.lua",
 //    "numberOfKeys":2,"keys":[...],"args":[...]}
 //
 // Answers are {"id":n,"ok":true,"result":<value>} ("undefined":true when the
 // call returned undefined, which JSON cannot carry) or
 // {"id":n,"ok":false,"error":"message"}. A null prefix means "construct
-// the store without one", so that it uses its own default.
+// the store without one", so that it uses its own default. The kind
+// "session" is 0.12.18's RedisSessionStore (0.12.3 has none), constructed
+// as `new RedisSessionStore(redis, prefix, ttlSeconds)`; without
+// ttlSeconds it sets keys with no TTL.
 import { createWriteStream, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -46,13 +50,21 @@ const stores = new Map();
 function store(req) {
   const pkg = packages[req.version];
   if (!pkg) throw new Error(`unknown @pikku/redis version ${req.version}`);
-  const key = JSON.stringify([req.url, req.version, req.kind, req.prefix]);
+  const ttl = req.ttlSeconds ?? null;
+  if (ttl !== null && req.kind !== 'session') throw new Error(`ttlSeconds is for the session store, not ${req.kind}`);
+  const key = JSON.stringify([req.url, req.version, req.kind, req.prefix, ttl]);
   let s = stores.get(key);
   if (s) return s;
+  const kinds = { channel: 'RedisChannelStore', eventhub: 'RedisEventHubStore', session: 'RedisSessionStore' };
+  if (!(req.kind in kinds)) throw new Error(`unknown store kind ${req.kind}`);
+  const Store = pkg[kinds[req.kind]];
+  if (!Store) throw new Error(`@pikku/redis ${req.version} has no ${kinds[req.kind]}`);
   const redis = client(req.url);
-  const Store = { channel: pkg.RedisChannelStore, eventhub: pkg.RedisEventHubStore }[req.kind];
-  if (!Store) throw new Error(`unknown store kind ${req.kind}`);
-  s = req.prefix == null ? new Store(redis) : new Store(redis, req.prefix);
+  // undefined, not null, for an absent prefix: only undefined takes the
+  // constructor's default.
+  const args = [redis, req.prefix ?? undefined];
+  if (ttl !== null) args.push(ttl);
+  s = new Store(...args);
   if (s.redis !== redis) {
     s.redis.disconnect(); // the client it made for itself, dialling elsewhere
     throw new Error(`@pikku/redis ${req.version} did not adopt the ioredis client (two copies of ioredis?): it would talk to another server`);
