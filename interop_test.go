@@ -551,13 +551,6 @@ func assertStored(t *testing.T, c redis.Conn, key, want, msg string) {
 	assert.Equal(t, want, got, "%s: stored bytes", msg)
 }
 
-func pttl(t *testing.T, c redis.Conn, key string) int64 {
-	t.Helper()
-	p, err := redis.Int64(c.Do("PTTL", key))
-	require.NoError(t, err)
-	return p
-}
-
 // assertPTTL checks that a key has a TTL within (0, ttl seconds].
 func assertPTTL(t *testing.T, c redis.Conn, key string, ttl int) {
 	t.Helper()
