@@ -1,6 +1,7 @@
 package pikkuredis_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pikkujs/pikkuredis"
 )
 
 // The scripts are an interface of their own: other languages load the
@@ -22,7 +25,9 @@ import (
 // the Go tests check for the operation built on it.
 
 // scriptClient runs one script call and returns its reply as text: an
-// integer or string as it is, an array one element per line.
+// integer or string as it is, an array one element per line, a nil (a nil
+// element of an array) as the empty string, which is how redis-cli prints
+// it.
 type scriptClient struct {
 	name string
 	run  func(t *testing.T, script string, keys, args []string) string
@@ -50,7 +55,11 @@ func redisCLIClient(t *testing.T) scriptClient {
 		argv = append(append(append(argv, keys...), ","), args...)
 		out, err := exec.Command(cli, argv...).CombinedOutput()
 		require.NoError(t, err, "redis-cli %q: %s", argv, out)
-		return strings.TrimRight(string(out), "\n")
+		// Not a terminal, so redis-cli prints raw: the elements of an
+		// array one a line, a nil as an empty line, and a newline at the
+		// end. Only that last one goes: an array that ends in nils keeps
+		// their lines.
+		return strings.TrimSuffix(string(out), "\n")
 	}}
 }
 
@@ -73,6 +82,8 @@ func nodeClient(t *testing.T) scriptClient {
 
 func replyText(v any) string {
 	switch x := v.(type) {
+	case nil:
+		return ""
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64)
 	case string:
@@ -226,6 +237,45 @@ var scriptCases = []scriptCase{
 		check: func(t *testing.T, c redis.Conn, p string) {
 			assert.Equal(t, []string{p + ":topic:news"}, scanKeys(t, c, p), "only the other channel's topic set is left")
 			assert.Equal(t, []string{"other"}, members(t, c, p+":topic:news"))
+		},
+	},
+	{
+		script: "get_channel_with_session", name: "channel and its user's session, nil where absent",
+		setup: func(t *testing.T, c redis.Conn, p string) {
+			hash := func(id string, fields ...any) {
+				mustDo(t, c, "HSET", append([]any{p + ":channel:" + id, "channelId", id, "channelName", "chat",
+					"openingData", `{"room":"` + id + `"}`, "createdAt", "1767225600000"}, fields...)...)
+			}
+			hash("c1", "pikkuUserId", "u1")
+			hash("no-user", "userSession", `{"userId":"u1"}`)
+			hash("no-session", "pikkuUserId", "u-none")
+			mustDo(t, c, "HSET", p+":channel:stray", "pikkuUserId", "u1") // no channelId
+			// The session as the SessionStore writes it.
+			ss, err := pikkuredis.OpenSessionStore(redisURL, pikkuredis.WithKeyPrefix(p))
+			require.NoError(t, err)
+			defer ss.Close()
+			require.NoError(t, ss.Set(context.Background(), "u1", map[string]any{"userId": "u1", "role": "admin"}))
+		},
+		steps: func(p string) []scriptStep {
+			call := func(id, want string) scriptStep {
+				return scriptStep{[]string{p + ":channel:" + id}, []string{p}, want}
+			}
+			return []scriptStep{
+				call("c1", "c1\nchat\n{\"room\":\"c1\"}\n1767225600000\nu1\n{\"role\":\"admin\",\"userId\":\"u1\"}"),
+				// No pikkuUserId: no session, whatever the hash holds.
+				call("no-user", "no-user\nchat\n{\"room\":\"no-user\"}\n1767225600000\n\n"),
+				// A user without a session key.
+				call("no-session", "no-session\nchat\n{\"room\":\"no-session\"}\n1767225600000\nu-none\n"),
+				// Missing: 6 nils. A hash without a channelId is no
+				// channel, and its user's session is not read.
+				call("ghost", "\n\n\n\n\n"),
+				call("stray", "\n\n\n\nu1\n"),
+			}
+		},
+		check: func(t *testing.T, c redis.Conn, p string) {
+			assert.ElementsMatch(t, []string{p + ":channel:c1", p + ":channel:no-user", p + ":channel:no-session",
+				p + ":channel:stray", p + ":session:u1"}, scanKeys(t, c, p), "nothing written")
+			assert.Equal(t, `{"role":"admin","userId":"u1"}`, must(redis.String(c.Do("GET", p+":session:u1"))))
 		},
 	},
 }

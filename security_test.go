@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -44,6 +45,16 @@ func randomPrefix(t testing.TB) string {
 	b := make([]byte, 4)
 	rand.Read(b)
 	return "sec-" + hex.EncodeToString(b)
+}
+
+// openSessions opens a SessionStore from url with opts, closed when the
+// test ends.
+func openSessions(t testing.TB, url string, opts ...pikkuredis.Option) *pikkuredis.SessionStore {
+	t.Helper()
+	ss, err := pikkuredis.OpenSessionStore(url, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { ss.Close() })
+	return ss
 }
 
 // openBoth opens both stores from url with opts, closed when the test ends.
@@ -311,6 +322,7 @@ func TestReadmeACLLineIsLeastPrivilege(t *testing.T) {
 	assert.Less(t, slices.Index(rules, "-@all"), slices.Index(rules, "+"+granted[0]), "-@all before any grant")
 	want := []string{
 		"ping", "hset", "hget", "hmget", "smembers", "sscan", "evalsha", "eval", "script|load", // the stores
+		"get", "set", // the SessionStore's Get and Set (its Clear is DEL), and GET in get_channel_with_session.lua
 		"sadd", "srem", "scard", "sintercard", "sismember", "del", "exists", "hexists", "hdel", // the scripts
 		"zadd", "zrem", "zrangebyscore", "time", // leases
 	}
@@ -371,8 +383,12 @@ func TestACLUserFromReadme(t *testing.T) {
 			ctx := ctxT(t)
 
 			// Tenant A, on its prefix: every public method.
-			cs, hs := openBoth(t, userURL(srv, "tenant-a", pw), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefixA)}, opts...)...)
+			optsA := append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefixA)}, opts...)
+			cs, hs := openBoth(t, userURL(srv, "tenant-a", pw), optsA...)
 			tenantDoesEverything(t, ctx, cs, hs, admin, prefixA)
+			ss := openSessions(t, userURL(srv, "tenant-a", pw), optsA...)
+			ssTTL := openSessions(t, userURL(srv, "tenant-a", pw), append(optsA, pikkuredis.WithSessionTTL(time.Hour))...)
+			tenantSessions(t, ctx, cs, ss, ssTTL, admin, prefixA)
 
 			// Tenant B's data, written by B.
 			bcs, bhs := openBoth(t, userURL(srv, "tenant-b", pw), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefixB)}, opts...)...)
@@ -380,6 +396,8 @@ func TestACLUserFromReadme(t *testing.T) {
 			require.NoError(t, bcs.SetUserSession(ctx, "b1", map[string]any{"userId": "ub"}))
 			require.NoError(t, bcs.SetPikkuUserID(ctx, "b1", "pb"))
 			require.NoError(t, bcs.SetState(ctx, "b1", "s"))
+			bss := openSessions(t, userURL(srv, "tenant-b", pw), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefixB)}, opts...)...)
+			require.NoError(t, bss.Set(ctx, "pb", map[string]any{"userId": "pb", "secret": "b-only"}))
 			_, err := bhs.Subscribe(ctx, "news", "b1")
 			require.NoError(t, err)
 			require.NoError(t, bcs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "b2", ChannelName: "b"}))
@@ -392,11 +410,17 @@ func TestACLUserFromReadme(t *testing.T) {
 			xcs, xhs := openBoth(t, userURL(srv, "tenant-a", pw), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefixB)}, opts...)...)
 			require.NoError(t, xcs.Init(ctx), "Init names no key")
 			require.NoError(t, xhs.Init(ctx), "Init names no key")
-			for name, call := range everyKeyedCall(ctx, xcs, xhs, "b1", "news") {
+			xss := openSessions(t, userURL(srv, "tenant-a", pw), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefixB)}, opts...)...)
+			xssTTL := openSessions(t, userURL(srv, "tenant-a", pw), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefixB), pikkuredis.WithSessionTTL(time.Hour)}, opts...)...)
+			require.NoError(t, xss.Init(ctx), "Init names no key")
+			calls := everyKeyedCall(ctx, xcs, xhs, "b1", "news")
+			maps.Copy(calls, everySessionCall(ctx, xss, xssTTL, "pb"))
+			for name, call := range calls {
 				err := call()
 				require.Error(t, err, name)
 				assert.Contains(t, err.Error(), "NOPERM", name)
 				assert.True(t, strings.HasPrefix(err.Error(), "pikkuredis: "), "%s: %v", name, err)
+				assert.NotContains(t, err.Error(), "b-only", name)
 			}
 			assert.Equal(t, before, dumpAll(t, admin), "no key changed, none added")
 
@@ -407,6 +431,7 @@ func TestACLUserFromReadme(t *testing.T) {
 			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "b1", ChannelName: "a"}))
 			_, err = hs.Subscribe(ctx, "news", "b1")
 			require.NoError(t, err)
+			require.NoError(t, cs.SetPikkuUserID(ctx, "b1", "pb"))
 			before = dumpAll(t, admin)
 			raw := dialURL(t, userURL(srv, "tenant-a", pw))
 			defer raw.Close()
@@ -414,10 +439,17 @@ func TestACLUserFromReadme(t *testing.T) {
 				prefixA+":channel:b1", prefixA+":subs:b1", prefixB, 1000, "b1")
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "can't access at least one of the keys")
-			assert.Equal(t, before, dumpAll(t, admin), "the script wrote nothing")
+			// get_channel_with_session builds the session key of A's
+			// channel's user from B's prefix: its GET of B's session is
+			// refused, and nothing of the session comes back.
+			reply, err := raw.Do("EVAL", readScript(t, "get_channel_with_session"), 1, prefixA+":channel:b1", prefixB)
+			require.Error(t, err, "reply %q", reply)
+			assert.Contains(t, err.Error(), "can't access at least one of the keys")
+			assert.NotContains(t, err.Error(), "b-only")
+			assert.Equal(t, before, dumpAll(t, admin), "the scripts wrote nothing")
 
 			// Nor any command outside the line.
-			for _, cmd := range [][]any{{"KEYS", "*"}, {"SCAN", 0}, {"FLUSHALL"}, {"CONFIG", "GET", "*"}, {"SCRIPT", "FLUSH"}, {"GET", prefixA + ":x"}, {"PUBLISH", "c", "m"}} {
+			for _, cmd := range [][]any{{"KEYS", "*"}, {"SCAN", 0}, {"FLUSHALL"}, {"CONFIG", "GET", "*"}, {"SCRIPT", "FLUSH"}, {"HGETALL", prefixA + ":x"}, {"GETDEL", prefixA + ":x"}, {"TYPE", prefixA + ":x"}, {"PUBLISH", "c", "m"}} {
 				_, err := raw.Do(cmd[0].(string), cmd[1:]...)
 				require.Error(t, err, "%v", cmd)
 				assert.Contains(t, err.Error(), "NOPERM", "%v", cmd)
@@ -436,6 +468,7 @@ func everyKeyedCall(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkur
 		"SetUserSession":        func() error { return cs.SetUserSession(ctx, id, map[string]any{"userId": "evil"}) },
 		"SetUserSession(nil)":   func() error { return cs.SetUserSession(ctx, id, nil) },
 		"GetChannelAndSession":  func() error { _, err := cs.GetChannelAndSession(ctx, id); return err },
+		"GetChannelWithSession": func() error { _, err := cs.GetChannelWithSession(ctx, id); return err },
 		"SetPikkuUserID":        func() error { return cs.SetPikkuUserID(ctx, id, "evil") },
 		"GetChannel":            func() error { _, err := cs.GetChannel(ctx, id); return err },
 		"SetState":              func() error { return cs.SetState(ctx, id, "evil") },
@@ -454,6 +487,76 @@ func everyKeyedCall(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkur
 		"Subscribe":   func() error { _, err := hs.Subscribe(ctx, topic, id); return err },
 		"Unsubscribe": func() error { _, err := hs.Unsubscribe(ctx, topic, id); return err },
 	}
+}
+
+// everySessionCall is every public method of a SessionStore that reads or
+// writes a key; ssTTL has WithSessionTTL.
+func everySessionCall(ctx context.Context, ss, ssTTL *pikkuredis.SessionStore, userID string) map[string]func() error {
+	return map[string]func() error{
+		"SessionStore.Get":          func() error { _, _, err := ss.Get(ctx, userID); return err },
+		"SessionStore.Set":          func() error { return ss.Set(ctx, userID, map[string]any{"userId": "evil"}) },
+		"SessionStore.Set(nil)":     func() error { return ss.Set(ctx, userID, nil) },
+		"SessionStore.Set with TTL": func() error { return ssTTL.Set(ctx, userID, map[string]any{"userId": "evil"}) },
+		"SessionStore.Clear":        func() error { return ss.Clear(ctx, userID) },
+	}
+}
+
+// tenantSessions runs every public method of a SessionStore, with and
+// without a TTL (ssTTL has WithSessionTTL(time.Hour)), and
+// GetChannelWithSession on the tenant's own prefix, the NOSCRIPT fallback
+// included; and leaves no key.
+func tenantSessions(t *testing.T, ctx context.Context, cs *pikkuredis.ChannelStore, ss, ssTTL *pikkuredis.SessionStore, admin redis.Conn, prefix string) {
+	t.Helper()
+	key := prefix + ":session:pu2"
+	require.NoError(t, ss.Init(ctx))
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c2", ChannelName: "chat"}))
+	require.NoError(t, cs.SetPikkuUserID(ctx, "c2", "pu2"))
+	got, err := cs.GetChannelWithSession(ctx, "c2")
+	require.NoError(t, err)
+	assert.Equal(t, "pu2", got.PikkuUserID)
+	assert.False(t, got.HasSession)
+
+	require.NoError(t, ss.Set(ctx, "pu2", map[string]any{"userId": "pu2"}))
+	session, ok, err := ss.Get(ctx, "pu2")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.JSONEq(t, `{"userId":"pu2"}`, string(session))
+	got, err = cs.GetChannelWithSession(ctx, "c2")
+	require.NoError(t, err)
+	assert.True(t, got.HasSession)
+	assert.JSONEq(t, `{"userId":"pu2"}`, string(got.Session))
+	ttl, err := redis.Int(admin.Do("TTL", key))
+	require.NoError(t, err)
+	assert.Equal(t, -1, ttl, "no TTL")
+
+	require.NoError(t, ssTTL.Set(ctx, "pu2", map[string]any{"userId": "pu2", "n": 2}))
+	ttl, err = redis.Int(admin.Do("TTL", key))
+	require.NoError(t, err)
+	assert.True(t, ttl > 0 && ttl <= 3600, "TTL %d", ttl)
+	require.NoError(t, ss.Set(ctx, "pu2", nil))
+	session, ok, err = ss.Get(ctx, "pu2")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "null", string(session))
+
+	// The server loses its scripts: the call resends it with EVAL.
+	_, err = admin.Do("SCRIPT", "FLUSH")
+	require.NoError(t, err)
+	got, err = cs.GetChannelWithSession(ctx, "c2")
+	require.NoError(t, err)
+	assert.True(t, got.HasSession)
+	assert.Equal(t, "null", string(got.Session))
+	_, err = cs.GetChannelWithSession(ctx, "ghost")
+	assert.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
+
+	require.NoError(t, ss.Clear(ctx, "pu2"))
+	_, ok, err = ss.Get(ctx, "pu2")
+	require.NoError(t, err)
+	assert.False(t, ok)
+	require.NoError(t, cs.RemoveChannels(ctx, []string{"c2"}))
+	keys, err := redis.Strings(admin.Do("KEYS", prefix+":*"))
+	require.NoError(t, err)
+	assert.Empty(t, keys, "Clear and RemoveChannels left nothing")
 }
 
 // tenantDoesEverything runs every public method of both stores on the

@@ -3,7 +3,9 @@ package pikkuredis_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +95,9 @@ type wrongTypeCase struct {
 	ttl   bool   // the stores have WithChannelTTL
 	setup func(t *testing.T, c redis.Conn, prefix string)
 	call  func(ctx context.Context, cs *pikkuredis.ChannelStore, hs, hsRequire *pikkuredis.EventHubStore) error
+	// callSessions, where call is nil, is a call of a SessionStore on
+	// the same prefix and backend.
+	callSessions func(ctx context.Context, ss *pikkuredis.SessionStore) error
 }
 
 func wrongTypeCases() []wrongTypeCase {
@@ -133,6 +138,19 @@ func wrongTypeCases() []wrongTypeCase {
 		_, err := hs.Repair(ctx, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true})
 		return err
 	}
+	// The channels name their Pikku users; u-c2 has a session.
+	pikkuUsers := func(t *testing.T, c redis.Conn, prefix string) {
+		for _, id := range []string{"c1", "c2"} {
+			_, err := c.Do("HSET", prefix+":channel:"+id, "pikkuUserId", "u-"+id)
+			require.NoError(t, err)
+		}
+		_, err := c.Do("SET", prefix+":session:u-c2", `{"userId":"u-c2"}`)
+		require.NoError(t, err)
+	}
+	withSession := func(ctx context.Context, cs *pikkuredis.ChannelStore, _, _ *pikkuredis.EventHubStore) error {
+		_, err := cs.GetChannelWithSession(ctx, "c1")
+		return err
+	}
 	field := func(name string, f func(context.Context, *pikkuredis.ChannelStore) error) wrongTypeCase {
 		return wrongTypeCase{name: name, key: ":channel:c1", want: "hash",
 			call: func(ctx context.Context, cs *pikkuredis.ChannelStore, _, _ *pikkuredis.EventHubStore) error {
@@ -157,6 +175,16 @@ func wrongTypeCases() []wrongTypeCase {
 			_, _, err := cs.GetState(ctx, "c1")
 			return err
 		}),
+		{name: "get_channel_with_session", key: ":channel:c1", want: "hash", setup: pikkuUsers, call: withSession},
+		// Built inside the script from the hash's pikkuUserId.
+		{name: "get_channel_with_session", key: ":session:u-c1", want: "string", setup: pikkuUsers, call: withSession},
+		// SessionStore.Get. Set (SET) replaces a key of any type and Clear
+		// (DEL) deletes one, as @pikku/redis does: see
+		// TestWrongTypeSessionKeyIsReplacedOrDeleted.
+		{name: "GET", key: ":session:u-c1", want: "string", setup: pikkuUsers, callSessions: func(ctx context.Context, ss *pikkuredis.SessionStore) error {
+			_, _, err := ss.Get(ctx, "u-c1")
+			return err
+		}},
 		{name: "subscribe", key: ":topic:z", want: "set", call: subscribe},
 		{name: "subscribe", key: ":subs:c1", want: "set", call: subscribe},
 		{name: "subscribe required", key: ":topic:z", want: "set", call: subscribeRequire},
@@ -221,6 +249,15 @@ func otherType(want string) string {
 	return "set"
 }
 
+// wrongKinds are the types planted where want belongs: a string and
+// otherType, or where a string belongs, a hash and a set.
+func wrongKinds(want string) []string {
+	if want == "string" {
+		return []string{"hash", "set"}
+	}
+	return []string{"string", otherType(want)}
+}
+
 // Every script, and every plain command, at each key position it reads
 // or writes, declared or built from the prefix, with a key of another
 // type there: the call fails with ErrWrongType naming the key, and every
@@ -228,7 +265,7 @@ func otherType(want string) string {
 func TestWrongTypeKeyWritesNothing(t *testing.T) {
 	for _, backend := range []string{"auto-pipelined", "caller's pool"} {
 		for _, tc := range wrongTypeCases() {
-			for _, kind := range []string{"string", otherType(tc.want)} {
+			for _, kind := range wrongKinds(tc.want) {
 				t.Run(fmt.Sprintf("%s/%s/%s%s=%s", backend, tc.name, "{prefix}", tc.key, kind), func(t *testing.T) {
 					t.Parallel()
 					var opts []pikkuredis.Option
@@ -250,7 +287,11 @@ func TestWrongTypeKeyWritesNothing(t *testing.T) {
 					settle(t, c, prefix)
 					before, beforeContents := dumps(t, c, prefix), contents(t, c, prefix)
 
-					err = tc.call(ctxT(t), cs, hs, hsRequire)
+					if tc.call != nil {
+						err = tc.call(ctxT(t), cs, hs, hsRequire)
+					} else {
+						err = tc.callSessions(ctxT(t), sessionStore(t, backend, prefix))
+					}
 					require.Error(t, err)
 					assert.ErrorIs(t, err, pikkuredis.ErrWrongType)
 					assert.Contains(t, err.Error(), "key "+key, "the error names the key")
@@ -260,6 +301,83 @@ func TestWrongTypeKeyWritesNothing(t *testing.T) {
 					assert.Equal(t, before, dumps(t, c, prefix), "DUMP of every key under the prefix")
 				})
 			}
+		}
+	}
+}
+
+// sessionStore is a SessionStore on prefix by the way backend reaches
+// Redis (auto-pipelined, or a caller's pool).
+func sessionStore(t *testing.T, backend, prefix string) *pikkuredis.SessionStore {
+	t.Helper()
+	var ss *pikkuredis.SessionStore
+	switch backend {
+	case "auto-pipelined":
+		var err error
+		ss, err = pikkuredis.OpenSessionStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+		require.NoError(t, err)
+	case "caller's pool":
+		ss = pikkuredis.NewSessionStore(newPool(t), pikkuredis.WithKeyPrefix(prefix))
+	default:
+		t.Fatalf("backend %s", backend)
+	}
+	t.Cleanup(func() { ss.Close() })
+	return ss
+}
+
+// Every script has its cases in wrongTypeCases, named by the script (a
+// plain command's case is named by the command).
+func TestWrongTypeCasesCoverEveryScript(t *testing.T) {
+	names := map[string]bool{}
+	for _, tc := range wrongTypeCases() {
+		name, _, _ := strings.Cut(tc.name, " ")
+		names[name] = true
+	}
+	files, err := filepath.Glob("scripts/*.lua")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".lua")
+		assert.True(t, names[name], "%s has no case in wrongTypeCases", f)
+	}
+}
+
+// The SessionStore's writes are SET and DEL, which take a key of any
+// type: Set replaces a hash or set planted at a session key with the
+// session, and Clear deletes it, as @pikku/redis's set (SET) and clear
+// (DEL) do. Get then reads the session, or none. No other key changes.
+func TestWrongTypeSessionKeyIsReplacedOrDeleted(t *testing.T) {
+	for _, backend := range []string{"auto-pipelined", "caller's pool"} {
+		for _, kind := range wrongKinds("string") {
+			t.Run(backend+"/"+kind, func(t *testing.T) {
+				t.Parallel()
+				prefix := newPrefix(t)
+				ss := sessionStore(t, backend, prefix)
+				c := dialRaw(t)
+				defer c.Close()
+				ctx := ctxT(t)
+				require.NoError(t, ss.Set(ctx, "other", map[string]string{"userId": "other"}))
+				key := prefix + ":session:u1"
+				plant(t, c, key, kind)
+
+				require.NoError(t, ss.Set(ctx, "u1", map[string]string{"userId": "u1"}))
+				assert.Equal(t, map[string][]string{
+					key:                       {"string", `{"userId":"u1"}`},
+					prefix + ":session:other": {"string", `{"userId":"other"}`},
+				}, contents(t, c, prefix), "the planted %s replaced by the session", kind)
+				got, ok, err := ss.Get(ctx, "u1")
+				require.NoError(t, err)
+				assert.True(t, ok)
+				assert.JSONEq(t, `{"userId":"u1"}`, string(got))
+
+				plant(t, c, key, kind)
+				require.NoError(t, ss.Clear(ctx, "u1"))
+				assert.Equal(t, map[string][]string{
+					prefix + ":session:other": {"string", `{"userId":"other"}`},
+				}, contents(t, c, prefix), "the planted %s deleted", kind)
+				_, ok, err = ss.Get(ctx, "u1")
+				require.NoError(t, err)
+				assert.False(t, ok)
+			})
 		}
 	}
 }
