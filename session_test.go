@@ -21,10 +21,10 @@ import (
 // a store on a fresh prefix, and the prefix.
 var sessionBackends = map[string]func(testing.TB, ...pikkuredis.Option) (*pikkuredis.SessionStore, string){
 	"auto-pipelined": func(t testing.TB, o ...pikkuredis.Option) (*pikkuredis.SessionStore, string) {
-		return openSessions(t, o...)
+		return freshSessions(t, o...)
 	},
 	"owned pool": func(t testing.TB, o ...pikkuredis.Option) (*pikkuredis.SessionStore, string) {
-		return openSessions(t, append(o, pikkuredis.WithoutAutoPipelining())...)
+		return freshSessions(t, append(o, pikkuredis.WithoutAutoPipelining())...)
 	},
 	"caller's pool": func(t testing.TB, o ...pikkuredis.Option) (*pikkuredis.SessionStore, string) {
 		prefix := newPrefix(t)
@@ -34,7 +34,7 @@ var sessionBackends = map[string]func(testing.TB, ...pikkuredis.Option) (*pikkur
 	},
 }
 
-func openSessions(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.SessionStore, string) {
+func freshSessions(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.SessionStore, string) {
 	t.Helper()
 	prefix := newPrefix(t)
 	ss, err := pikkuredis.OpenSessionStore(redisURL, append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)...)
@@ -111,7 +111,7 @@ func TestSessionStoreSetGetClear(t *testing.T) {
 // sessions too (unlike a channel's userSession, which they clear), and a
 // stored null reads back as null, found, as @pikku/redis returns null.
 func TestSessionStoreStoresEveryValueAsItEncodes(t *testing.T) {
-	ss, prefix := openSessions(t)
+	ss, prefix := freshSessions(t)
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
@@ -141,7 +141,7 @@ func TestSessionStoreStoresEveryValueAsItEncodes(t *testing.T) {
 // What @pikku/redis reads as no session (`if (!data) return undefined`),
 // and what it cannot read at all.
 func TestSessionStoreReadsWhatOthersWrote(t *testing.T) {
-	ss, prefix := openSessions(t)
+	ss, prefix := freshSessions(t)
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
@@ -168,7 +168,7 @@ func TestSessionStoreReadsWhatOthersWrote(t *testing.T) {
 
 // Bad input is refused before anything is sent.
 func TestSessionStoreBadInputWritesNothing(t *testing.T) {
-	ss, prefix := openSessions(t)
+	ss, prefix := freshSessions(t)
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
@@ -239,7 +239,7 @@ func TestSessionStoreTTL(t *testing.T) {
 
 func TestSessionStoreLifecycle(t *testing.T) {
 	ctx := ctxT(t)
-	ss, _ := openSessions(t)
+	ss, _ := freshSessions(t)
 	require.NoError(t, ss.Init(ctx))
 	require.NoError(t, ss.Close())
 	require.NoError(t, ss.Close(), "twice is harmless")
@@ -431,7 +431,7 @@ func TestTypedSessionStore(t *testing.T) {
 		UserID string `json:"userId"`
 		Admin  bool   `json:"admin,omitempty"`
 	}
-	ss, prefix := openSessions(t)
+	ss, prefix := freshSessions(t)
 	ctx := ctxT(t)
 	sessions := pikkuredis.NewTypedSessionStore[Session](ss)
 
