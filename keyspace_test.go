@@ -430,7 +430,7 @@ func TestKeyspaceOddPikkuUserIDs(t *testing.T) {
 	base := layout{prefix: prefix, ks: keyspace{}}
 	writeChannel(t, ctx, cs, hs, ss, base, neighbourID)
 	requireKeyspace(t, c, pattern, base.ks, "the neighbour")
-	pttl := func(key string) int64 {
+	leftMS := func(key string) int64 {
 		ms, err := redis.Int64(c.Do("PTTL", key))
 		require.NoError(t, err)
 		return ms
@@ -451,7 +451,7 @@ func TestKeyspaceOddPikkuUserIDs(t *testing.T) {
 			require.NoError(t, ss.Set(ctx, user, value))
 			m.setSession(user, mustJS(t, value))
 			requireKeyspace(t, c, pattern, m.ks, "Set writes {prefix}:session:{id}")
-			require.Equal(t, int64(-1), pttl(key), "a store without WithSessionTTL writes no TTL")
+			require.Equal(t, int64(-1), leftMS(key), "a store without WithSessionTTL writes no TTL")
 			session, ok, err = ss.Get(ctx, user)
 			require.NoError(t, err)
 			require.True(t, ok)
@@ -494,7 +494,7 @@ func TestKeyspaceOddPikkuUserIDs(t *testing.T) {
 			require.NoError(t, ssTTL.Set(ctx, user, value))
 			m.setSession(user, mustJS(t, value))
 			requireKeyspace(t, c, pattern, m.ks, "Set WithSessionTTL writes {prefix}:session:{id}")
-			left := pttl(key)
+			left := leftMS(key)
 			require.True(t, left > 0 && left <= ttl.Milliseconds(), "PTTL %d, want (0, %d]", left, ttl.Milliseconds())
 
 			for range 2 { // clearing what is gone does nothing
