@@ -1,14 +1,17 @@
 package pikkuredis_test
 
 // The fault suite (issue 5): each fault is injected into a redis-server of
-// the test's own while 64 goroutines mix every operation of both stores,
-// each call with its own deadline, on every backend (faultBackends:
-// auto-pipelined, an owned pool with leases, a caller's *redis.Pool).
-// Each test states which errors the fault may cause and when (mixedLoad's
-// policy); any other error, a wrong answer (replies are checked against
-// the channel asked for), a call that returns past its deadline plus a
-// slack, a NOSCRIPT seen by a caller, a goroutine left behind, indexes
-// that disagree, or a key left after removing every channel fail it.
+// the test's own while 64 goroutines mix every operation of the three
+// stores (ChannelStore, EventHubStore, SessionStore), each call with its
+// own deadline, on every backend (faultBackends: auto-pipelined, an owned
+// pool with leases and a session TTL, a caller's *redis.Pool). Each test
+// states which errors the fault may cause and when (mixedLoad's policy);
+// any other error, a wrong answer (replies are checked against the channel
+// or user asked for), a call that returns past its deadline plus a slack,
+// a NOSCRIPT seen by a caller, a goroutine left behind, indexes that
+// disagree, a session key that is not whole (a string holding exactly the
+// JSON the load gives its user, with the backend's TTL), or a key left
+// after removing every channel and clearing every session fail it.
 //
 //	TestFaultServerKilledAndRestarted  kill -9, restart on the same port, empty
 //	TestFaultClientKill                CLIENT KILL TYPE normal, repeatedly
@@ -87,24 +90,34 @@ type faultBackend struct {
 	// out during a test) and Subscribe requires the channel, and the mix
 	// adds TouchChannels, SweepExpired and Repair.
 	leases bool
-	// open opens both stores on url under prefix; their connections are
-	// named clientName. close closes them (and a caller's pool) and
+	// sessionTTL is the SessionStore's WithSessionTTL (0: none), so that
+	// both forms of SET face the faults; an hour, none runs out.
+	sessionTTL time.Duration
+	// open opens the three stores on url under prefix; their connections
+	// are named clientName. close closes them (and a caller's pool) and
 	// returns Close's errors.
-	open func(t *testing.T, url, prefix, clientName string) (cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, close func() error)
+	open func(t *testing.T, url, prefix, clientName string) (st faultStores, close func() error)
+}
+
+// faultStores are the stores of one backend, on one prefix.
+type faultStores struct {
+	cs *pikkuredis.ChannelStore
+	hs *pikkuredis.EventHubStore
+	ss *pikkuredis.SessionStore
 }
 
 // faultBackends: the default path of Open*Store(url) as it is, a pool
-// (with the lease options, so that their scripts face the faults too),
-// and a caller's *redis.Pool.
+// (with the lease options, so that their scripts face the faults too, and
+// a session TTL, so that SET ... EX does), and a caller's *redis.Pool.
 var faultBackends = []faultBackend{
-	{name: "auto-pipelined", lanes: true, open: func(t *testing.T, url, prefix, name string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, func() error) {
+	{name: "auto-pipelined", lanes: true, open: func(t *testing.T, url, prefix, name string) (faultStores, func() error) {
 		return openFaultStores(t, url, prefix, name)
 	}},
-	{name: "owned pool, leases", leases: true, open: func(t *testing.T, url, prefix, name string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, func() error) {
+	{name: "owned pool, leases", leases: true, sessionTTL: time.Hour, open: func(t *testing.T, url, prefix, name string) (faultStores, func() error) {
 		return openFaultStores(t, url, prefix, name, pikkuredis.WithoutAutoPipelining(),
-			pikkuredis.WithChannelTTL(time.Hour), pikkuredis.WithRequireChannel())
+			pikkuredis.WithChannelTTL(time.Hour), pikkuredis.WithRequireChannel(), pikkuredis.WithSessionTTL(time.Hour))
 	}},
-	{name: "caller's pool", open: func(t *testing.T, url, prefix, name string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, func() error) {
+	{name: "caller's pool", open: func(t *testing.T, url, prefix, name string) (faultStores, func() error) {
 		pool := &redis.Pool{
 			MaxActive: 64, MaxIdle: 64, Wait: true,
 			DialContext: func(ctx context.Context) (redis.Conn, error) {
@@ -112,34 +125,37 @@ var faultBackends = []faultBackend{
 			},
 		}
 		opt := pikkuredis.WithKeyPrefix(prefix)
-		cs, hs := pikkuredis.NewChannelStore(pool, opt), pikkuredis.NewEventHubStore(pool, opt)
-		return cs, hs, func() error { return errors.Join(cs.Close(), hs.Close(), pool.Close()) }
+		st := faultStores{cs: pikkuredis.NewChannelStore(pool, opt), hs: pikkuredis.NewEventHubStore(pool, opt), ss: pikkuredis.NewSessionStore(pool, opt)}
+		return st, func() error { return errors.Join(st.cs.Close(), st.hs.Close(), st.ss.Close(), pool.Close()) }
 	}},
 }
 
-func openFaultStores(t *testing.T, url, prefix, name string, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, func() error) {
+func openFaultStores(t *testing.T, url, prefix, name string, opts ...pikkuredis.Option) (faultStores, func() error) {
 	t.Helper()
 	opts = append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithDialOptions(redis.DialClientName(name))}, opts...)
-	cs, err := pikkuredis.OpenChannelStore(url, opts...)
+	var st faultStores
+	var err error
+	st.cs, err = pikkuredis.OpenChannelStore(url, opts...)
 	require.NoError(t, err)
-	hs, err := pikkuredis.OpenEventHubStore(url, opts...)
+	st.hs, err = pikkuredis.OpenEventHubStore(url, opts...)
 	require.NoError(t, err)
-	return cs, hs, func() error { return errors.Join(cs.Close(), hs.Close()) }
+	st.ss, err = pikkuredis.OpenSessionStore(url, opts...)
+	require.NoError(t, err)
+	return st, func() error { return errors.Join(st.cs.Close(), st.hs.Close(), st.ss.Close()) }
 }
 
 // --- The rig: a server, a backend's stores, and the checks every fault ends with ---
 
 type faultRig struct {
-	t        *testing.T
-	srv      *redisserver.Server
-	backend  faultBackend
-	prefix   string
-	client   string // the stores' connection name
-	cs       *pikkuredis.ChannelStore
-	hs       *pikkuredis.EventHubStore
-	close    func() error
-	baseline int // goroutines before the stores were opened
-	closed   bool
+	faultStores // cs, hs, ss
+	t           *testing.T
+	srv         *redisserver.Server
+	backend     faultBackend
+	prefix      string
+	client      string // the stores' connection name
+	close       func() error
+	baseline    int // goroutines before the stores were opened
+	closed      bool
 }
 
 // startFaultServer starts a redis-server for one test, with DEBUG allowed
@@ -162,7 +178,7 @@ func newFaultRig(t *testing.T, srv *redisserver.Server, b faultBackend) *faultRi
 func newFaultRigOn(t *testing.T, srv *redisserver.Server, b faultBackend, prefix string, baseline int) *faultRig {
 	t.Helper()
 	r := &faultRig{t: t, srv: srv, backend: b, prefix: prefix, client: prefix, baseline: baseline}
-	r.cs, r.hs, r.close = b.open(t, srv.URL, r.prefix, r.client)
+	r.faultStores, r.close = b.open(t, srv.URL, r.prefix, r.client)
 	t.Cleanup(func() {
 		if !r.closed {
 			r.close()
@@ -194,23 +210,72 @@ func (r *faultRig) mustAdmin(cmd string, args ...any) any {
 }
 
 // finish is what every fault test ends with: the indexes agree in both
-// directions, removing every channel used leaves no key under the prefix,
-// Close succeeds and leaves no goroutine behind.
+// directions, every session key is whole (assertSessionsWhole), removing
+// every channel used and clearing every session leaves no key under the
+// prefix, Close succeeds and leaves no goroutine behind.
 func (r *faultRig) finish() {
 	t := r.t
 	t.Helper()
 	c := dialURL(t, r.srv.URL)
 	defer c.Close()
 	assertIndexesAgreeOn(t, c, r.prefix)
+	assertSessionsWhole(t, c, r.prefix, r.backend.sessionTTL)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, r.cs.RemoveChannels(ctx, allLoadIDs()))
-	assert.Empty(t, scanKeys(t, c, r.prefix), "keys left after removing every channel")
+	r.clearSessions(ctx)
+	assert.Empty(t, scanKeys(t, c, r.prefix), "keys left after removing every channel and clearing every session")
 	r.closed = true
 	require.NoError(t, r.close())
 	if r.baseline >= 0 {
 		waitForGoroutines(t, r.baseline)
 	}
+}
+
+// clearSessions clears the session of every user the load and the
+// recovery rounds use.
+func (r *faultRig) clearSessions(ctx context.Context) {
+	r.t.Helper()
+	for _, user := range allLoadUsers() {
+		require.NoError(r.t, r.ss.Clear(ctx, user), "Clear(%s)", user)
+	}
+}
+
+// assertSessionsWhole checks every session key under prefix, with no call
+// running: it is a string holding exactly the JSON of a loadSessionValue of
+// the user its key names, one of the users the load and the recovery
+// rounds use (a SET is all or nothing: the key holds the old value or the
+// new one, never a part, nor another user's), and it has the store's TTL
+// (ttl; none when 0: SET without EX drops a TTL the key had).
+func assertSessionsWhole(t *testing.T, c redis.Conn, prefix string, ttl time.Duration) {
+	t.Helper()
+	sessionPrefix := prefix + ":session:"
+	users := map[string]bool{}
+	for _, u := range allLoadUsers() {
+		users[u] = true
+	}
+	checked := 0
+	for _, key := range scanKeys(t, c, prefix) {
+		user, ok := strings.CutPrefix(key, sessionPrefix)
+		if !ok {
+			continue
+		}
+		checked++
+		assert.True(t, users[user], "session key %s: no load user %q", key, user)
+		raw, err := redis.Bytes(c.Do("GET", key))
+		if !assert.NoError(t, err, "GET %s", key) {
+			continue
+		}
+		assert.NoError(t, checkLoadSession(raw, user), "session key %s", key)
+		left, err := redis.Int64(c.Do("PTTL", key))
+		require.NoError(t, err)
+		if ttl == 0 {
+			assert.Equal(t, int64(-1), left, "session key %s has a TTL; the store writes none", key)
+		} else {
+			assert.True(t, left > 0 && left <= ttl.Milliseconds(), "session key %s: PTTL %d, want (0, %d]", key, left, ttl.Milliseconds())
+		}
+	}
+	t.Logf("checked %d session keys", checked)
 }
 
 // info returns the fields of an INFO section.
@@ -241,7 +306,7 @@ func statCount(line, field string) int {
 
 // --- The mixed load ---
 
-// The operations, every method of both stores that reaches Redis.
+// The operations, every method of the three stores that reaches Redis.
 const (
 	opAddChannel = iota
 	opSetUserSession
@@ -256,6 +321,10 @@ const (
 	opSetState
 	opGetState
 	opClearState
+	opGetChannelWithSession
+	opSetSession // SessionStore's Set, Get and Clear
+	opGetSession
+	opClearSession
 	// With leases (WithChannelTTL) only:
 	opTouchChannels
 	opSweepExpired
@@ -266,18 +335,21 @@ const (
 var opNames = [numOps]string{
 	"AddChannel", "SetUserSession", "GetChannelAndSession", "RemoveChannels", "Subscribe", "Unsubscribe",
 	"GetChannelIDsForTopic", "ScanChannelIDsForTopic", "SetPikkuUserID", "GetChannel", "SetState", "GetState", "ClearState",
+	"GetChannelWithSession", "SessionStore.Set", "SessionStore.Get", "SessionStore.Clear",
 	"TouchChannels", "SweepExpired", "Repair",
 }
 
 // writeOps are the calls that add data, which Redis refuses when it is out
-// of memory: a write command, or a script without the allow-oom flag
-// (set_channel_field.lua, subscribe.lua, add_channel.lua).
-var writeOps = []int{opAddChannel, opSetUserSession, opSubscribe, opSetPikkuUserID, opSetState}
+// of memory: a write command (SessionStore.Set's SET), or a script without
+// the allow-oom flag (set_channel_field.lua, subscribe.lua,
+// add_channel.lua).
+var writeOps = []int{opAddChannel, opSetUserSession, opSubscribe, opSetPikkuUserID, opSetState, opSetSession}
 
 // deleteOps only remove data, by allow-oom scripts (remove_channels.lua,
-// unsubscribe.lua, clear_channel_field.lua), which Redis runs when it is
-// out of memory.
-var deleteOps = []int{opRemoveChannels, opUnsubscribe, opClearState}
+// unsubscribe.lua, clear_channel_field.lua) or DEL (SessionStore.Clear),
+// which Redis runs when it is out of memory. (GetChannelWithSession's
+// script is no-writes: Redis runs it out of memory too, as a read.)
+var deleteOps = []int{opRemoveChannels, opUnsubscribe, opClearState, opClearSession}
 
 func isWriteOp(op int) bool { return slices.Contains(writeOps, op) }
 
@@ -322,9 +394,74 @@ func isLoadID(id string) bool {
 // can tell whether the answer it got is about the channel it asked for:
 // a reply handed to the wrong caller shows up as a wrong answer.
 func loadName(id string) string     { return "name:" + id }
-func loadUser(id string) string     { return "user:" + id }
 func loadData(id string) any        { return map[string]string{"id": id} }
 func loadDataJSON(id string) string { b, _ := json.Marshal(loadData(id)); return string(b) }
+
+// A channel's Pikku user is one of two, loadUser(id) or otherUser(id):
+// SetPikkuUserID switches between them, so that a GetChannelWithSession
+// that paired the user id of one instant with the session of another
+// would return a session of the other user.
+func loadUser(id string) string  { return "user:" + id }
+func otherUser(id string) string { return "other-user:" + id }
+
+func isUserOf(id, user string) bool { return user == loadUser(id) || user == otherUser(id) }
+
+// pickUser returns one of the two users of the channel id.
+func pickUser(id string, rng *mathrand.Rand) string {
+	if rng.Intn(2) == 0 {
+		return loadUser(id)
+	}
+	return otherUser(id)
+}
+
+// allLoadUsers is every Pikku user the load and the recovery rounds use.
+func allLoadUsers() []string {
+	var users []string
+	for _, id := range allLoadIDs() {
+		users = append(users, loadUser(id), otherUser(id))
+	}
+	return users
+}
+
+// loadSessionValue is what the load stores as a session: it names its user,
+// so that a session read for the wrong user is a wrong answer.
+type loadSessionValue struct {
+	User string `json:"user"`
+	N    int    `json:"n"`
+}
+
+func loadSessionJSON(user string, n int) string {
+	b, _ := json.Marshal(loadSessionValue{User: user, N: n})
+	return string(b)
+}
+
+// checkSessionFor says whether raw is exactly the JSON text of a
+// loadSessionValue of user: whole (no byte more or less than SET was given)
+// and that user's.
+func checkLoadSession(raw []byte, user string) error {
+	var v loadSessionValue
+	if err := json.Unmarshal(raw, &v); err != nil || v.User != user || string(raw) != loadSessionJSON(user, v.N) {
+		return fmt.Errorf("read session %q for user %s", raw, user)
+	}
+	return nil
+}
+
+// checkChannelWithSession checks a GetChannelWithSession(id) answer: the
+// channel is id's, its user one of id's two (or none), and the session,
+// when there is one, that user's.
+func checkChannelWithSession(id string, got pikkuredis.ChannelWithSession) error {
+	if got.ChannelID != id || got.ChannelName != loadName(id) || string(got.OpeningData) != loadDataJSON(id) ||
+		(got.PikkuUserID != "" && !isUserOf(id, got.PikkuUserID)) || got.HasSession != (got.Session != nil) ||
+		(got.PikkuUserID == "" && got.HasSession) {
+		return fmt.Errorf("GetChannelWithSession(%s) = %+v (session %s)", id, got.ChannelInfo, got.Session)
+	}
+	if got.HasSession {
+		if err := checkLoadSession(got.Session, got.PikkuUserID); err != nil {
+			return fmt.Errorf("GetChannelWithSession(%s), Pikku user %s: %w", id, got.PikkuUserID, err)
+		}
+	}
+	return nil
+}
 
 type idValue struct {
 	ID string `json:"id"`
@@ -347,7 +484,8 @@ func checkJSONFor(raw json.RawMessage, id string, empty bool) error {
 // callOp makes one call of op. err is the call's error (nil, or
 // ErrChannelNotFound, are answers); wrong is a wrong answer to the call,
 // a failure whatever the fault.
-func callOp(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, op int, rng *mathrand.Rand, n int) (err, wrong error) {
+func callOp(ctx context.Context, st faultStores, op int, rng *mathrand.Rand, n int) (err, wrong error) {
+	cs, hs, ss := st.cs, st.hs, st.ss
 	id := loadID(rng.Intn(loadChannels))
 	topic := loadTopic(rng.Intn(loadTopics))
 	switch op {
@@ -399,12 +537,12 @@ func callOp(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkuredis.Eve
 			}
 		}
 	case opSetPikkuUserID:
-		err = cs.SetPikkuUserID(ctx, id, loadUser(id))
+		err = cs.SetPikkuUserID(ctx, id, pickUser(id, rng))
 	case opGetChannel:
 		var got pikkuredis.ChannelInfo
 		got, err = cs.GetChannel(ctx, id)
 		if err == nil && (got.ChannelID != id || got.ChannelName != loadName(id) || string(got.OpeningData) != loadDataJSON(id) ||
-			(got.PikkuUserID != "" && got.PikkuUserID != loadUser(id))) {
+			(got.PikkuUserID != "" && !isUserOf(id, got.PikkuUserID))) {
 			wrong = fmt.Errorf("GetChannel(%s) = %+v", id, got)
 		}
 	case opSetState:
@@ -418,6 +556,29 @@ func callOp(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkuredis.Eve
 		}
 	case opClearState:
 		err = cs.ClearState(ctx, id)
+	case opGetChannelWithSession:
+		var got pikkuredis.ChannelWithSession
+		got, err = cs.GetChannelWithSession(ctx, id)
+		if err == nil {
+			wrong = checkChannelWithSession(id, got)
+		}
+	case opSetSession:
+		user := pickUser(id, rng)
+		err = ss.Set(ctx, user, loadSessionValue{User: user, N: n})
+	case opGetSession:
+		user := pickUser(id, rng)
+		var raw json.RawMessage
+		var ok bool
+		raw, ok, err = ss.Get(ctx, user)
+		switch {
+		case err != nil:
+		case ok:
+			wrong = checkLoadSession(raw, user)
+		case raw != nil:
+			wrong = fmt.Errorf("SessionStore.Get(%s) = %q, false", user, raw)
+		}
+	case opClearSession:
+		err = ss.Clear(ctx, pickUser(id, rng))
 	case opTouchChannels:
 		other := loadID(rng.Intn(loadChannels))
 		var gone []string
@@ -444,6 +605,10 @@ func callOp(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkuredis.Eve
 		}
 	}
 	if errors.Is(err, pikkuredis.ErrChannelNotFound) {
+		if op == opSetSession || op == opGetSession || op == opClearSession {
+			// A session does not need a channel.
+			return err, fmt.Errorf("%s: %w", opNames[op], err)
+		}
 		err = nil // an answer: the channel was removed meanwhile
 	}
 	return err, wrong
@@ -694,8 +859,7 @@ type opStats struct {
 // (settle); a call is judged by the policy's window rule when it
 // overlapped a window, by its outside rule when it did not.
 type mixedLoad struct {
-	cs  *pikkuredis.ChannelStore
-	hs  *pikkuredis.EventHubStore
+	st  faultStores
 	cfg loadConfig
 	mon *stallMonitor
 
@@ -736,7 +900,7 @@ func (r *faultRig) startLoad(cfg loadConfig) *mixedLoad {
 	if cfg.ops == nil {
 		cfg.ops = opsFor(r.backend)
 	}
-	l := &mixedLoad{cs: r.cs, hs: r.hs, cfg: cfg, stop: make(chan struct{}), mon: startStallMonitor(r.srv.Pid), examples: map[string]map[string]bool{}}
+	l := &mixedLoad{st: r.faultStores, cfg: cfg, stop: make(chan struct{}), mon: startStallMonitor(r.srv.Pid), examples: map[string]map[string]bool{}}
 	for i := range l.stats {
 		l.stats[i].failedBy = map[string]int{}
 	}
@@ -881,7 +1045,7 @@ func (l *mixedLoad) run(g int) {
 		startPhase := l.phase.Load()
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err, wrong := safeCall(ctx, l.cs, l.hs, op, rng, i)
+		err, wrong := safeCall(ctx, l.st, op, rng, i)
 		cancel()
 		end := time.Now()
 		elapsed := end.Sub(start)
@@ -945,13 +1109,13 @@ func (l *mixedLoad) run(g int) {
 }
 
 // safeCall turns a panic in a call into a wrong answer.
-func safeCall(ctx context.Context, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, op int, rng *mathrand.Rand, n int) (err, wrong error) {
+func safeCall(ctx context.Context, st faultStores, op int, rng *mathrand.Rand, n int) (err, wrong error) {
 	defer func() {
 		if p := recover(); p != nil {
 			wrong = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
 		}
 	}()
-	return callOp(ctx, cs, hs, op, rng, n)
+	return callOp(ctx, st, op, rng, n)
 }
 
 var (
@@ -1093,7 +1257,7 @@ func freshRound(t *testing.T, r *faultRig) {
 }
 
 func freshCalls(ctx context.Context, r *faultRig, id, topic string) error {
-	cs, hs := r.cs, r.hs
+	cs, hs, ss := r.cs, r.hs, r.ss
 	if err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: loadName(id), OpeningData: loadData(id)}); err != nil {
 		return err
 	}
@@ -1116,6 +1280,9 @@ func freshCalls(ctx context.Context, r *faultRig, id, topic string) error {
 	}
 	if info.ChannelID != id || info.PikkuUserID != loadUser(id) {
 		return fmt.Errorf("GetChannel(%s) = %+v", id, info)
+	}
+	if err := freshSessionCalls(ctx, cs, ss, id, loadUser(id)); err != nil {
+		return err
 	}
 	if err := cs.SetState(ctx, id, idValue{ID: id, N: 2}); err != nil {
 		return err
@@ -1173,6 +1340,44 @@ func freshCalls(ctx context.Context, r *faultRig, id, topic string) error {
 	if _, err := cs.GetChannelAndSession(ctx, id); !errors.Is(err, pikkuredis.ErrChannelNotFound) {
 		return fmt.Errorf("GetChannelAndSession(%s) after RemoveChannels: %v", id, err)
 	}
+	if _, err := cs.GetChannelWithSession(ctx, id); !errors.Is(err, pikkuredis.ErrChannelNotFound) {
+		return fmt.Errorf("GetChannelWithSession(%s) after RemoveChannels: %v", id, err)
+	}
+	return nil
+}
+
+// freshSessionCalls checks the SessionStore and GetChannelWithSession on
+// the channel id, whose Pikku user is user, with exact answers, and
+// leaves user without a session.
+func freshSessionCalls(ctx context.Context, cs *pikkuredis.ChannelStore, ss *pikkuredis.SessionStore, id, user string) error {
+	if raw, ok, err := ss.Get(ctx, user); err != nil || ok || raw != nil {
+		return fmt.Errorf("SessionStore.Get(%s) before Set = %q, %v, %v", user, raw, ok, err)
+	}
+	if err := ss.Set(ctx, user, loadSessionValue{User: user, N: 3}); err != nil {
+		return err
+	}
+	want := loadSessionJSON(user, 3)
+	if raw, ok, err := ss.Get(ctx, user); err != nil || !ok || string(raw) != want {
+		return fmt.Errorf("SessionStore.Get(%s) = %q, %v, %v", user, raw, ok, err)
+	}
+	got, err := cs.GetChannelWithSession(ctx, id)
+	if err != nil {
+		return err
+	}
+	if got.ChannelID != id || got.ChannelName != loadName(id) || string(got.OpeningData) != loadDataJSON(id) ||
+		got.PikkuUserID != user || !got.HasSession || string(got.Session) != want {
+		return fmt.Errorf("GetChannelWithSession(%s) = %+v, session %q, %v", id, got.ChannelInfo, got.Session, got.HasSession)
+	}
+	if err := ss.Clear(ctx, user); err != nil {
+		return err
+	}
+	if raw, ok, err := ss.Get(ctx, user); err != nil || ok || raw != nil {
+		return fmt.Errorf("SessionStore.Get(%s) after Clear = %q, %v, %v", user, raw, ok, err)
+	}
+	got, err = cs.GetChannelWithSession(ctx, id)
+	if err != nil || got.PikkuUserID != user || got.HasSession || got.Session != nil {
+		return fmt.Errorf("GetChannelWithSession(%s) after Clear = %+v, session %q, %v, %v", id, got.ChannelInfo, got.Session, got.HasSession, err)
+	}
 	return nil
 }
 
@@ -1218,7 +1423,7 @@ func TestFaultServerKilledAndRestarted(t *testing.T) {
 
 		// The restarted server got every script by EVAL (nothing here
 		// sends SCRIPT LOAD after Init), after answering NOSCRIPT.
-		names := []string{"subscribe", "unsubscribe", "set_channel_field", "clear_channel_field", "remove_channels"}
+		names := []string{"subscribe", "unsubscribe", "set_channel_field", "clear_channel_field", "remove_channels", "get_channel_with_session"}
 		if r.backend.leases {
 			names = append(names, "add_channel", "touch_channels", "sweep_expired")
 		}
@@ -1266,7 +1471,7 @@ func TestFaultClientKill(t *testing.T) {
 			// One lane per store, dialled again; nothing left over.
 			c := dialURL(t, r.srv.URL)
 			defer c.Close()
-			assert.Len(t, clientIDs(t, c, r.client), 2, "connections of the two auto-pipelined stores")
+			assert.Len(t, clientIDs(t, c, r.client), 3, "connections of the three auto-pipelined stores")
 		}
 		r.finish()
 	})
@@ -1344,25 +1549,32 @@ func TestFaultStalledServer(t *testing.T) {
 // connections of two pools), the server filled with keys outside the
 // prefix until it refuses writes.
 //   - Writes that add data (AddChannel, Subscribe, SetUserSession,
-//     SetPikkuUserID, SetState) fail with an error that says OOM, and
-//     leave no trace: the prefix's keys are what they were, byte for byte
-//     (a refused Subscribe changed neither set).
-//   - Reads, the deletes and clears (Unsubscribe, RemoveChannels,
-//     ClearState), and the allow-oom scripts of leases (TouchChannels,
-//     SweepExpired, Repair) still work, also with the script cache
-//     flushed, keeping both index directions in agreement; removing every
-//     channel leaves no key.
+//     SetPikkuUserID, SetState, SessionStore.Set) fail with an error that
+//     says OOM, and leave no trace: the prefix's keys are what they were,
+//     byte for byte (a refused Subscribe changed neither set, a refused
+//     Set left the old session).
+//   - Reads (GetChannelWithSession's no-writes script among them), the
+//     deletes and clears (Unsubscribe, RemoveChannels, ClearState,
+//     SessionStore.Clear), and the allow-oom scripts of leases
+//     (TouchChannels, SweepExpired, Repair) still work, also with the
+//     script cache flushed, keeping both index directions in agreement;
+//     removing every channel and clearing every session leaves no key.
 //   - Once memory is freed, every call succeeds again.
 func TestFaultOutOfMemory(t *testing.T) {
 	forEachBackend(t, []string{"--maxmemory", "16mb", "--maxmemory-policy", "noeviction"}, func(t *testing.T, r *faultRig) {
 		ctx := ctxT(t)
 		// Data for the deletes to delete: every channel, with a state,
-		// each in 3 topics.
+		// each in 3 topics, and a Pikku user; both users of each channel
+		// with a session.
 		for i := 0; i < loadChannels; i++ {
 			id := loadID(i)
 			require.NoError(t, r.cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: loadName(id), OpeningData: loadData(id)}))
 			require.NoError(t, r.cs.SetUserSession(ctx, id, idValue{ID: id}))
 			require.NoError(t, r.cs.SetState(ctx, id, idValue{ID: id}))
+			require.NoError(t, r.cs.SetPikkuUserID(ctx, id, loadUser(id)))
+			for _, user := range []string{loadUser(id), otherUser(id)} {
+				require.NoError(t, r.ss.Set(ctx, user, loadSessionValue{User: user}))
+			}
 			for k := 0; k < 3; k++ {
 				_, err := r.hs.Subscribe(ctx, loadTopic((i+k)%loadTopics), id)
 				require.NoError(t, err)
@@ -1405,6 +1617,17 @@ func TestFaultOutOfMemory(t *testing.T) {
 		_, hasState, err := r.cs.GetState(ctx, loadID(1))
 		require.NoError(t, err)
 		assert.False(t, hasState, "ClearState left the state")
+		require.NoError(t, r.ss.Clear(ctx, loadUser(loadID(1))), "SessionStore.Clear with the server out of memory")
+		_, hasSession, err := r.ss.Get(ctx, loadUser(loadID(1)))
+		require.NoError(t, err)
+		assert.False(t, hasSession, "SessionStore.Clear left the session")
+		// GetChannelWithSession's script, not in the flushed cache, comes
+		// back by EVAL: no-writes, Redis runs it out of memory.
+		got, err := r.cs.GetChannelWithSession(ctx, loadID(2))
+		require.NoError(t, err, "GetChannelWithSession with the server out of memory and its script flushed")
+		assert.Equal(t, loadUser(loadID(2)), got.PikkuUserID)
+		assert.True(t, got.HasSession)
+		assert.Equal(t, loadSessionJSON(loadUser(loadID(2)), 0), string(got.Session))
 
 		// Every operation: the writes are refused, everything else works.
 		l = r.startLoad(loadConfig{timeout: 2 * time.Second, slack: 500 * time.Millisecond,
@@ -1417,8 +1640,10 @@ func TestFaultOutOfMemory(t *testing.T) {
 			}
 		}
 		assertIndexesAgreeOn(t, c, r.prefix)
+		assertSessionsWhole(t, c, r.prefix, r.backend.sessionTTL)
 		require.NoError(t, r.cs.RemoveChannels(ctx, allLoadIDs()), "RemoveChannels with the server out of memory")
-		assert.Empty(t, scanKeys(t, c, r.prefix), "keys left after removing every channel out of memory")
+		r.clearSessions(ctx) // DEL, out of memory
+		assert.Empty(t, scanKeys(t, c, r.prefix), "keys left after removing every channel and clearing every session out of memory")
 		_, err = r.admin("SET", "probe", "x")
 		require.ErrorContains(t, err, "OOM", "the server is still out of memory")
 
@@ -1480,8 +1705,9 @@ func freeMemory(t *testing.T, r *faultRig) {
 // deadlines. In a fault's window a call may fail only with a lost
 // connection, its deadline, or (a write) OOM; between faults, not at all.
 // After each fault every backend must recover and pass a recovery round;
-// at the end the indexes agree, removing every channel leaves no key, and
-// no goroutine is left.
+// at the end the indexes agree, every session key is whole, removing
+// every channel and clearing every session leaves no key, and no
+// goroutine is left.
 func TestFaultSoak(t *testing.T) {
 	v := os.Getenv(soakEnv)
 	if v == "" {
