@@ -131,7 +131,9 @@ type ChannelWithSession struct {
 // with the session of its Pikku user: what today's Pikku reads with
 // getChannel and then sessionStore.get(pikkuUserId), in one round trip and
 // one atomic step (get_channel_with_session.lua), so the session is the
-// one of the user the channel names at that instant. The session is read
+// one of the user the channel names at that instant. (One round trip once
+// the script is loaded: ChannelStore.Init loads it; without Init the first
+// call on a server that lacks it sends it too.) The session is read
 // under the store's own key prefix, {prefix}:session:{pikkuUserId}, where
 // a SessionStore with the same WithKeyPrefix keeps it. A missing channel
 // is ErrChannelNotFound; a stored session that is not JSON is an error.
@@ -160,5 +162,8 @@ func (s *ChannelStore) GetChannelWithSession(ctx context.Context, channelID stri
 		CreatedAt:   h.createdAt,
 	}}
 	out.Session, out.HasSession, err = sessionJSON(out.PikkuUserID, vals[5])
-	return out, wrap(op, err)
+	if err != nil {
+		return ChannelWithSession{}, wrap(op, err)
+	}
+	return out, nil
 }

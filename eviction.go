@@ -35,8 +35,9 @@ var ErrEvictionPolicy = errors.New("unsafe eviction policy")
 // refused (an ACL user without +info, a renamed INFO), from CONFIG GET,
 // and refuses the allkeys-* policies. Where both are refused the check
 // cannot be made here: it passes. A connection error is returned.
-// lost says what such a policy would evict, for the error.
-func (c *conn) checkEvictionPolicy(ctx context.Context, lost string) error {
+// lost says what such a policy would evict, and fix what to set instead,
+// for the error.
+func (c *conn) checkEvictionPolicy(ctx context.Context, lost, fix string) error {
 	policy, err := c.evictionPolicy(ctx)
 	if err != nil {
 		if isReplyError(err) {
@@ -45,9 +46,8 @@ func (c *conn) checkEvictionPolicy(ctx context.Context, lost string) error {
 		return fmt.Errorf("check maxmemory-policy: %w", err)
 	}
 	if strings.HasPrefix(policy, "allkeys-") {
-		return fmt.Errorf("%w: maxmemory-policy is %s, under which Redis, once at maxmemory (set now or later), evicts %s; "+
-			"set maxmemory-policy to noeviction, or to a volatile-* policy, which evicts only keys with a TTL",
-			ErrEvictionPolicy, policy, lost)
+		return fmt.Errorf("%w: maxmemory-policy is %s, under which Redis, once at maxmemory (set now or later), evicts %s; %s",
+			ErrEvictionPolicy, policy, lost, fix)
 	}
 	return nil
 }

@@ -177,8 +177,9 @@ func WithChannelTTL(d time.Duration) Option {
 // given ttlSeconds: the session goes d after its last Set, and each Set
 // starts the time again. Redis takes whole seconds, so d is rounded up to
 // the next whole second (1500ms is 2 s, 1ms is 1 s): a session never goes
-// before d. Values below 1 keep the default, no TTL. Only a SessionStore
-// uses it; the other stores ignore it, so one option list can serve all.
+// before d. Values below 1 are ignored (the default is no TTL). Only a
+// SessionStore uses it; the other stores ignore it, so one option list can
+// serve all.
 func WithSessionTTL(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {

@@ -35,7 +35,7 @@ var ErrClosed = errors.New("pikkuredis: store is closed")
 
 // errNoPool is returned by a store made without a pool: a zero value, or
 // New*Store(nil).
-var errNoPool = errors.New("store has no pool: make it with NewChannelStore/NewEventHubStore(pool) or Open*Store(url)")
+var errNoPool = errors.New("store has no pool: make it with NewChannelStore/NewEventHubStore/NewSessionStore(pool) or Open*Store(url)")
 
 // conn is what both stores share: where connections come from, the key
 // names, and whether the store still runs.

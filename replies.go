@@ -66,8 +66,9 @@ func classify(err error) replyKind {
 	switch {
 	// Each is a refusal before the command runs: Redis checks the role
 	// (READONLY, MASTERDOWN) in processCommand, before calling the
-	// command, and our scripts declare no no-writes flag, so a replica
-	// refuses them whole before running a line; maxclients and DENIED are
+	// command; a replica refuses our scripts without the no-writes flag
+	// (all but get_channel_with_session.lua, which only reads and which a
+	// replica runs) whole, before running a line; maxclients and DENIED are
 	// written when the connection is accepted, before a byte of it is
 	// read. So nothing of the call happened, and it may be sent again.
 	case strings.HasPrefix(s, "READONLY "), strings.HasPrefix(s, "MASTERDOWN "),

@@ -78,7 +78,9 @@ func (s *script) run(ctx context.Context, c *conn, numKeys int, args []any) (any
 		// context, and a caller never sees NOSCRIPT.
 		err = ctx.Err()
 	}
-	if isConnFault(err) { // not the script's error: say it as the connection's
+	if isConnFault(err) || err == ErrClosed || err == errNoPool {
+		// Not the script's error: say it as the connection's, or as the
+		// store's (plain ErrClosed, as every call returns it).
 		return nil, err
 	}
 	if err != nil {

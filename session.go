@@ -51,7 +51,8 @@ func (s *SessionStore) Init(ctx context.Context) error {
 	if _, err := s.c.do(ctx, "PING"); err != nil {
 		return wrap("init", err)
 	}
-	return wrap("init", s.c.checkEvictionPolicy(ctx, "sessions (users are logged out without notice)"))
+	return wrap("init", s.c.checkEvictionPolicy(ctx, "sessions (users are logged out without notice)",
+		"set maxmemory-policy to noeviction (a volatile-* policy would still evict sessions written with a TTL)"))
 }
 
 // Close stops the store: later calls return ErrClosed. It closes the
@@ -70,7 +71,9 @@ func checkUserID(userID string) error {
 // none: the key is missing or holds the empty string, where @pikku/redis
 // returns undefined. A stored JSON null is returned as null with ok true
 // (@pikku/redis returns null). Stored text that is not JSON is an error
-// naming the user (@pikku/redis's JSON.parse throws).
+// naming the user (@pikku/redis's JSON.parse throws); a key of another
+// type than a string is ErrWrongType naming it. An empty user id is
+// ErrInvalidArgument.
 func (s *SessionStore) Get(ctx context.Context, pikkuUserID string) (session json.RawMessage, ok bool, err error) {
 	const op = "get session"
 	if err := checkUserID(pikkuUserID); err != nil {
@@ -105,8 +108,8 @@ func sessionJSON(pikkuUserID string, raw []byte) (json.RawMessage, bool, error) 
 // the key had is dropped, as SET does in @pikku/redis). Like SET it
 // replaces a key of any type. Every value is
 // stored as it encodes, the same bytes as JSON.stringify: nil is stored as
-// null, false and 0 as themselves. A value encoding/json cannot encode is
-// ErrInvalidArgument, and nothing is written.
+// null, false and 0 as themselves. A value encoding/json cannot encode, or
+// an empty user id, is ErrInvalidArgument, and nothing is written.
 func (s *SessionStore) Set(ctx context.Context, pikkuUserID string, session any) error {
 	const op = "set session"
 	if err := checkUserID(pikkuUserID); err != nil {
@@ -125,8 +128,9 @@ func (s *SessionStore) Set(ctx context.Context, pikkuUserID string, session any)
 	return wrap(op, err)
 }
 
-// Clear deletes the session of a Pikku user (DEL); clearing a user with no
-// session does nothing.
+// Clear deletes the session of a Pikku user (DEL, which deletes a key of
+// any type, as in @pikku/redis); clearing a user with no session does
+// nothing. An empty user id is ErrInvalidArgument.
 func (s *SessionStore) Clear(ctx context.Context, pikkuUserID string) error {
 	const op = "clear session"
 	if err := checkUserID(pikkuUserID); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"testing"
 	"time"
 
@@ -355,8 +356,9 @@ func TestGetChannelWithSessionReadsItsOwnPrefix(t *testing.T) {
 
 	_, err = c.Do("SET", prefix+":session:u", `{oops`)
 	require.NoError(t, err)
-	_, err = cs.GetChannelWithSession(ctx, "c1")
+	got, err = cs.GetChannelWithSession(ctx, "c1")
 	assert.ErrorContains(t, err, "pikkuredis: get channel with session: pikku user u: stored session is not JSON")
+	assert.Zero(t, got, "nothing but the error")
 
 	_, err = c.Do("SET", prefix+":session:u", "")
 	require.NoError(t, err)
@@ -511,4 +513,44 @@ func TestTypedGetChannelWithSession(t *testing.T) {
 	var zero pikkuredis.Typed[Opening, Session]
 	_, err = zero.GetChannelWithSession(ctx, "c1")
 	assert.ErrorContains(t, err, "NewTyped")
+}
+
+// The script, called as another client would: a session key holding the
+// empty string is no session, nil, as @pikku/redis reads it, not "".
+func TestGetChannelWithSessionScriptReadsEmptyAsNone(t *testing.T) {
+	src, err := os.ReadFile("scripts/get_channel_with_session.lua")
+	require.NoError(t, err)
+	prefix := newPrefix(t)
+	c := dialRaw(t)
+	defer c.Close()
+	_, err = c.Do("HSET", prefix+":channel:c1", "channelId", "c1", "pikkuUserId", "u1")
+	require.NoError(t, err)
+	_, err = c.Do("SET", prefix+":session:u1", "")
+	require.NoError(t, err)
+	reply, err := redis.Values(c.Do("EVAL", string(src), 1, prefix+":channel:c1", prefix))
+	require.NoError(t, err)
+	require.Len(t, reply, 6)
+	assert.Equal(t, []byte("u1"), reply[4])
+	assert.Nil(t, reply[5], "the empty string is no session")
+}
+
+// Calls after Close return ErrClosed itself, the script calls too (a
+// caller may compare with ==, as the other calls allow).
+func TestEveryCallAfterCloseIsPlainErrClosed(t *testing.T) {
+	ctx := ctxT(t)
+	for name, open := range backends {
+		cs, _, _ := open(t)
+		require.NoError(t, cs.Close())
+		_, err := cs.GetChannelWithSession(ctx, "c1")
+		assert.Equal(t, pikkuredis.ErrClosed, err, "%s: GetChannelWithSession", name)
+		assert.Equal(t, pikkuredis.ErrClosed, cs.SetState(ctx, "c1", 1), "%s: SetState", name)
+		_, err = cs.GetChannel(ctx, "c1")
+		assert.Equal(t, pikkuredis.ErrClosed, err, "%s: GetChannel", name)
+	}
+	ss, _ := freshSessions(t)
+	require.NoError(t, ss.Close())
+	_, _, err := ss.Get(ctx, "u")
+	assert.Equal(t, pikkuredis.ErrClosed, err)
+	assert.Equal(t, pikkuredis.ErrClosed, ss.Set(ctx, "u", 1))
+	assert.Equal(t, pikkuredis.ErrClosed, ss.Clear(ctx, "u"))
 }

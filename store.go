@@ -176,7 +176,8 @@ func (c *conn) init(ctx context.Context) error {
 			return err
 		}
 	}
-	return c.checkEvictionPolicy(ctx, "the topic and subs sets (topics read as empty, the two index directions disagree)")
+	return c.checkEvictionPolicy(ctx, "the topic and subs sets (topics read as empty, the two index directions disagree)",
+		"set maxmemory-policy to noeviction, or to a volatile-* policy, which evicts only keys with a TTL, and these have none")
 }
 
 // ChannelStore keeps one hash per open channel: its id, name, opening data,

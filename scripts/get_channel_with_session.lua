@@ -11,15 +11,17 @@
 --          .. ':session:' .. pikkuUserId, since it is known only once the
 --          hash is read, and is not declared in KEYS (on Redis Cluster the
 --          prefix must then be a hash tag such as {pikku}, so that it
---          shares the slot of KEYS[1]; the sharded layout, which tags a
---          channel's keys by the channel id and a session key by the user
---          id, reads the hash and the session with two calls instead)
+--          shares the slot of KEYS[1]; a sharded layout, planned, would tag
+--          a channel's keys by the channel id and a session key by the
+--          user id, and so read the two from their own slots, with two
+--          calls where the slots differ, instead of this script)
 --
 -- Returns: an array of 6, each a string or nil when absent: channelId,
 --          channelName, openingData, createdAt and pikkuUserId from the
 --          hash, then the session's JSON text. The channel does not exist
 --          when channelId is nil or empty. The session is nil when the
---          hash has no pikkuUserId, or the user has no session key. A key
+--          hash has no pikkuUserId, or the user has no session (no key,
+--          or the empty string, which @pikku/redis reads as none). A key
 --          of another type than a hash (KEYS[1]) or a string (the session)
 --          is an error naming it, "WRONGTYPE get_channel_with_session: key
 --          ... holds a ..., want a ...".
@@ -56,6 +58,9 @@ if h[1] and h[1] ~= '' and userID and userID ~= '' then
   session, bad = try(key, 'string', 'GET', key)
   if bad then
     return bad
+  end
+  if session == '' then -- no session, as @pikku/redis reads it
+    session = false
   end
 end
 h[6] = session
