@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -379,13 +380,78 @@ func TestProtocolErrorDropsTheConnection(t *testing.T) {
 			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
 			for i := 0; i < 20; i++ {
 				// Redis replies, or, still being sent the value, resets the
-				// connection.
+				// connection (which the writer may find closed by the
+				// reader that met the reset first).
 				err := cs.SetState(ctx, "c1", big)
 				require.Error(t, err)
-				assert.Regexp(t, "Protocol error|connection reset|broken pipe", err.Error())
+				assert.Regexp(t, "Protocol error|connection reset|broken pipe|use of closed network connection", err.Error())
 				_, err = cs.GetChannel(ctx, "c1")
 				require.NoError(t, err, "round %d: the call after the refused one", i)
 			}
+		})
+	}
+}
+
+// A value Redis refuses (over proto-max-bulk-len) while other callers'
+// calls are in flight: Redis closes the connection while it still reads
+// the value, and any call written with it on that connection would be
+// lost. No call with small arguments fails: on an auto-pipelined store the
+// large ones go over a connection of their own.
+func TestOversizedValueCostsNoSmallCall(t *testing.T) {
+	srv := ownRedis(t, "--proto-max-bulk-len", "1mb")
+	big := strings.Repeat("x", 2<<20)
+	for name, opts := range map[string][]pikkuredis.Option{
+		"auto-pipelined": nil, "WithoutAutoPipelining": {pikkuredis.WithoutAutoPipelining()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ss, err := pikkuredis.OpenSessionStore(srv.URL, opts...)
+			require.NoError(t, err)
+			defer ss.Close()
+			cs, err := pikkuredis.OpenChannelStore(srv.URL, opts...)
+			require.NoError(t, err)
+			defer cs.Close()
+			ctx := ctxT(t)
+			require.NoError(t, ss.Set(ctx, "u1", 1))
+			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
+
+			var stop atomic.Bool
+			var calls, failed atomic.Int64
+			var wg sync.WaitGroup
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; !stop.Load(); i++ {
+						var err error
+						switch i % 3 {
+						case 0:
+							_, _, err = ss.Get(ctx, "u1")
+						case 1:
+							err = cs.SetState(ctx, "c1", i)
+						default:
+							_, err = cs.GetChannelWithSession(ctx, "c1")
+						}
+						calls.Add(1)
+						if err != nil && failed.Add(1) < 5 {
+							t.Errorf("a small call failed: %v", err)
+						}
+					}
+				}()
+			}
+			for i := 0; i < 10; i++ {
+				var err error
+				if i%2 == 0 {
+					err = ss.Set(ctx, "huge", big)
+				} else {
+					err = cs.SetState(ctx, "c1", big)
+				}
+				require.Error(t, err)
+				assert.Regexp(t, "Protocol error|connection reset|broken pipe|use of closed network connection", err.Error())
+			}
+			stop.Store(true)
+			wg.Wait()
+			assert.Zero(t, failed.Load(), "of %d small calls", calls.Load())
+			assert.Positive(t, calls.Load())
 		})
 	}
 }

@@ -813,13 +813,28 @@ func isReplyError(err error) bool {
 }
 
 // lanes spreads calls over a store's lanes.
+//
+// A call with an argument over minProtoMaxBulkLen goes over a lane of its
+// own, bulk, dialled on first use: Redis may refuse such a value
+// (proto-max-bulk-len) and then closes the connection at once, while it
+// still reads the value, so that the calls written with it on that
+// connection are lost. (redigo closes its connection on the failed write,
+// so their replies, sent before the refusal, cannot be read either.) On
+// the bulk lane they cost only each other; no call under the limit shares
+// its connection, and the small calls do not wait behind megabytes being
+// written either.
 type lanes struct {
 	all  []*lane
+	bulk *lane
 	next atomic.Uint32
 }
 
+// minProtoMaxBulkLen is the least proto-max-bulk-len Redis takes (1mb): no
+// server refuses an argument of this many bytes or fewer.
+const minProtoMaxBulkLen = 1 << 20
+
 func newLanes(n int, dial func(context.Context) (redis.Conn, error)) *lanes {
-	ls := &lanes{all: make([]*lane, n)}
+	ls := &lanes{all: make([]*lane, n), bulk: newLane(dial)}
 	for i := range ls.all {
 		ls.all[i] = newLane(dial)
 	}
@@ -827,6 +842,9 @@ func newLanes(n int, dial func(context.Context) (redis.Conn, error)) *lanes {
 }
 
 func (ls *lanes) do(ctx context.Context, cmd string, args []any) (any, error) {
+	if hasBulk(args) {
+		return ls.bulk.do(ctx, cmd, args)
+	}
 	l := ls.all[0]
 	if len(ls.all) > 1 {
 		l = ls.all[ls.next.Add(1)%uint32(len(ls.all))]
@@ -834,9 +852,28 @@ func (ls *lanes) do(ctx context.Context, cmd string, args []any) (any, error) {
 	return l.do(ctx, cmd, args)
 }
 
+// hasBulk says whether an argument is longer than any server must accept.
+// The stores pass keys, ids and values as strings and byte slices; other
+// types are short (numbers).
+func hasBulk(args []any) bool {
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			if len(v) > minProtoMaxBulkLen {
+				return true
+			}
+		case []byte:
+			if len(v) > minProtoMaxBulkLen {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (ls *lanes) close() {
 	var wg sync.WaitGroup
-	for _, l := range ls.all {
+	for _, l := range append(ls.all, ls.bulk) {
 		wg.Add(1)
 		go func() { defer wg.Done(); l.close() }()
 	}
