@@ -66,9 +66,9 @@ func WithKeyPrefix(prefix string) Option {
 // last write in one go and reads the replies in one go (auto-pipelining),
 // so a few connections carry thousands of concurrent callers and keep
 // Redis, which runs commands on one thread, busy. Calls with an argument
-// over 1 MiB go over one more connection, dialled on first use, so that a
-// value Redis refuses (proto-max-bulk-len), which makes it close the
-// connection, costs no small call. Values below 1 keep the default.
+// over 512 KiB go over one more connection, dialled on first use, so that
+// a value Redis refuses (proto-max-bulk-len, client-query-buffer-limit),
+// which makes it close the connection, costs no smaller call. Values below 1 keep the default.
 func WithPipelineConns(n int) Option {
 	return func(c *config) {
 		if n > 0 {

@@ -814,11 +814,10 @@ func isReplyError(err error) bool {
 
 // lanes spreads calls over a store's lanes.
 //
-// A call with an argument over minProtoMaxBulkLen goes over a lane of its
-// own, bulk, dialled on first use: Redis may refuse such a value
-// (proto-max-bulk-len) and then closes the connection at once, while it
-// still reads the value, so that the calls written with it on that
-// connection are lost. (redigo closes its connection on the failed write,
+// A call with an argument over bulkArg bytes goes over a lane of its own,
+// bulk, dialled on first use: Redis may refuse such a value and then
+// closes the connection at once, while it still reads the value, so that
+// the calls written with it on that connection are lost. (redigo closes its connection on the failed write,
 // so their replies, sent before the refusal, cannot be read either.) On
 // the bulk lane they cost only each other; no call under the limit shares
 // its connection, and the small calls do not wait behind megabytes being
@@ -829,9 +828,14 @@ type lanes struct {
 	next atomic.Uint32
 }
 
-// minProtoMaxBulkLen is the least proto-max-bulk-len Redis takes (1mb): no
-// server refuses an argument of this many bytes or fewer.
-const minProtoMaxBulkLen = 1 << 20
+// bulkArg is the longest argument sent over the main lanes: 512 KiB, half
+// of the least that any Redis must take. Redis refuses an argument over
+// proto-max-bulk-len, and closes a connection whose query buffer, which
+// holds a large argument and its line end, passes
+// client-query-buffer-limit; both are at least 1mb (Redis 7.0's
+// config.c), and the margin covers the line end and whatever else the
+// buffer holds.
+const bulkArg = 1 << 19
 
 func newLanes(n int, dial func(context.Context) (redis.Conn, error)) *lanes {
 	ls := &lanes{all: make([]*lane, n), bulk: newLane(dial)}
@@ -852,18 +856,18 @@ func (ls *lanes) do(ctx context.Context, cmd string, args []any) (any, error) {
 	return l.do(ctx, cmd, args)
 }
 
-// hasBulk says whether an argument is longer than any server must accept.
+// hasBulk says whether an argument is longer than bulkArg.
 // The stores pass keys, ids and values as strings and byte slices; other
 // types are short (numbers).
 func hasBulk(args []any) bool {
 	for _, a := range args {
 		switch v := a.(type) {
 		case string:
-			if len(v) > minProtoMaxBulkLen {
+			if len(v) > bulkArg {
 				return true
 			}
 		case []byte:
-			if len(v) > minProtoMaxBulkLen {
+			if len(v) > bulkArg {
 				return true
 			}
 		}

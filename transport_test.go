@@ -199,6 +199,12 @@ func TestSilentlyDroppedConnectionCostsAboutOneDeadline(t *testing.T) {
 	assert.Less(t, outage, 4*time.Second, "the callers waited for the IO timeout")
 }
 
+// mainLaneMax is the longest argument an auto-pipelined store sends over
+// its main connections (512 KiB); calls with a longer one go over a
+// connection of their own. Tests that block the main writer use values of
+// this size.
+const mainLaneMax = 1 << 19
+
 // A call whose caller left is never written: the auto-pipelined writer is
 // blocked in write(2) behind a server that stopped reading (a paused
 // proxy) when an AddChannel with a 200 ms deadline is queued; it returns
@@ -218,7 +224,7 @@ func TestCallWhoseCallerLeftIsNeverWritten(t *testing.T) {
 	// A call with no deadline first, alone: in flight, its caller reading
 	// the reply, so that what follows goes to the writer goroutine.
 	var wg sync.WaitGroup
-	errs := make(chan error, 32)
+	errs := make(chan error, 65)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -226,10 +232,11 @@ func TestCallWhoseCallerLeftIsNeverWritten(t *testing.T) {
 		errs <- err
 	}()
 	time.Sleep(50 * time.Millisecond)
-	// 4 MiB each, sent as is (a name is not JSON-encoded, which would
-	// take long under the race detector).
-	big := strings.Repeat("x", 4<<20)
-	for g := 0; g < 16; g++ {
+	// 512 KiB each (the most that goes over the main connection: larger
+	// arguments go over a connection of their own), sent as is (a name is
+	// not JSON-encoded, which would take long under the race detector).
+	big := strings.Repeat("x", mainLaneMax)
+	for g := 0; g < 64; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -508,9 +515,10 @@ func TestCallsNeverWrittenGoToTheNextConnection(t *testing.T) {
 	wg.Add(1)
 	go func() { defer wg.Done(); cs.GetChannelAndSession(bg, "warm") }() // in flight, read by its caller
 	time.Sleep(50 * time.Millisecond)
-	big := strings.Repeat("x", 4<<20)
-	errs := make([]error, 9)
-	for i := range 8 { // fill the socket buffers: the writer blocks
+	big := strings.Repeat("x", mainLaneMax)
+	const bigCalls = 48 // 24 MiB: far more than the socket buffers hold
+	errs := make([]error, bigCalls+1)
+	for i := range bigCalls { // fill the socket buffers: the writer blocks
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -521,13 +529,13 @@ func TestCallsNeverWrittenGoToTheNextConnection(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errs[8] = cs.AddChannel(bg, pikkuredis.Channel{ChannelID: "small", ChannelName: "s"})
+		errs[bigCalls] = cs.AddChannel(bg, pikkuredis.Channel{ChannelID: "small", ChannelName: "s"})
 	}()
 	wg.Wait()
-	require.NoError(t, errs[8], "a call queued behind the blocked writes was never written")
+	require.NoError(t, errs[bigCalls], "a call queued behind the blocked writes was never written")
 	_, err = cs.GetChannelAndSession(bg, "small")
 	require.NoError(t, err)
-	for i, err := range errs[:8] {
+	for i, err := range errs[:bigCalls] {
 		if err != nil {
 			assert.Contains(t, err.Error(), "redis connection lost", "big%d", i)
 		}
