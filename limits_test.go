@@ -101,9 +101,10 @@ func largeValues(t testing.TB, size int) (opening, session, state any) {
 
 // A 1 MiB opening data, session and state round-trip exactly, through the
 // auto-pipelined default and through a pool of connections, while other
-// callers make small calls on the same stores: a large value delays the
-// calls queued behind it on a shared connection by its transfer, and
-// breaks, loses or mixes up none of them.
+// callers make small calls on the same stores: a large value breaks, loses
+// or mixes up none of them (on a pool it delays the calls queued behind it
+// on its connection by its transfer; an auto-pipelined store sends values
+// over 512 KiB over a connection of their own).
 func TestLargePayloads(t *testing.T) {
 	const size = 1 << 20
 	opening, session, state := largeValues(t, size)
