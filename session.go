@@ -3,7 +3,6 @@ package pikkuredis
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -94,13 +93,7 @@ func (s *SessionStore) Get(ctx context.Context, pikkuUserID string) (session jso
 // sessionJSON checks a stored session: empty is none, as in @pikku/redis
 // (`if (!data) return undefined`); text that is not JSON is an error.
 func sessionJSON(pikkuUserID string, raw []byte) (json.RawMessage, bool, error) {
-	if len(raw) == 0 {
-		return nil, false, nil
-	}
-	if !json.Valid(raw) {
-		return nil, false, fmt.Errorf("pikku user %s: stored session is not JSON", pikkuUserID)
-	}
-	return raw, true, nil
+	return storedJSON("pikku user", pikkuUserID, "session", raw)
 }
 
 // Set stores the session of a Pikku user as JSON, replacing any session it

@@ -35,13 +35,12 @@ var sessionBackends = map[string]func(testing.TB, ...pikkuredis.Option) (*pikkur
 	},
 }
 
+// freshSessions is a SessionStore from the test Redis's URL on a fresh
+// prefix, and the prefix.
 func freshSessions(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.SessionStore, string) {
 	t.Helper()
 	prefix := newPrefix(t)
-	ss, err := pikkuredis.OpenSessionStore(redisURL, append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)...)
-	require.NoError(t, err)
-	t.Cleanup(func() { ss.Close() })
-	return ss, prefix
+	return openSessions(t, redisURL, append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)...), prefix
 }
 
 // rawGet is the stored text of key, and whether it exists.
@@ -205,10 +204,7 @@ func TestSessionStoreTTL(t *testing.T) {
 	defer c.Close()
 	prefix := newPrefix(t)
 	open := func(opts ...pikkuredis.Option) *pikkuredis.SessionStore {
-		ss, err := pikkuredis.OpenSessionStore(redisURL, append(opts, pikkuredis.WithKeyPrefix(prefix))...)
-		require.NoError(t, err)
-		t.Cleanup(func() { ss.Close() })
-		return ss
+		return openSessions(t, redisURL, append(opts, pikkuredis.WithKeyPrefix(prefix))...)
 	}
 	key := prefix + ":session:u"
 	for _, tc := range []struct {

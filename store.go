@@ -457,15 +457,21 @@ func channelFields(channelID string, vals [][]byte) (channelHash, error) {
 	return h, nil
 }
 
-// jsonField checks a stored JSON field: absent or empty is (nil, false);
-// text that is not JSON is an error naming the channel and the field
-// rather than bytes a caller would fail to decode later.
+// jsonField checks a stored JSON field of a channel (see storedJSON).
 func jsonField(channelID, field string, v []byte) (json.RawMessage, bool, error) {
+	return storedJSON("channel", channelID, field, v)
+}
+
+// storedJSON checks stored JSON text: absent or empty is (nil, false), as
+// in @pikku/redis; text that is not JSON is an error naming whose it is
+// (kind and id) and what, rather than bytes a caller would fail to decode
+// later.
+func storedJSON(kind, id, what string, v []byte) (json.RawMessage, bool, error) {
 	if len(v) == 0 {
 		return nil, false, nil
 	}
 	if !json.Valid(v) {
-		return nil, false, fmt.Errorf("channel %s: stored %s is not JSON", channelID, field)
+		return nil, false, fmt.Errorf("%s %s: stored %s is not JSON", kind, id, what)
 	}
 	return v, true, nil
 }
