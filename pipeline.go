@@ -845,16 +845,28 @@ func newLanes(n int, dial func(context.Context) (redis.Conn, error)) *lanes {
 	return ls
 }
 
+var _ transport = (*lanes)(nil)
+
+// do sends one command over the next lane, or over the bulk lane when an
+// argument is long.
 func (ls *lanes) do(ctx context.Context, cmd string, args []any) (any, error) {
-	if hasBulk(args) {
-		return ls.bulk.do(ctx, cmd, args)
+	l := ls.bulk
+	if !hasBulk(args) {
+		l = ls.all[0]
+		if len(ls.all) > 1 {
+			l = ls.all[ls.next.Add(1)%uint32(len(ls.all))]
+		}
 	}
-	l := ls.all[0]
-	if len(ls.all) > 1 {
-		l = ls.all[ls.next.Add(1)%uint32(len(ls.all))]
+	reply, err := l.do(ctx, cmd, args)
+	if err != nil {
+		return nil, ctxErr(ctx, err)
 	}
-	return l.do(ctx, cmd, args)
+	return reply, nil
 }
+
+// tries is two: a lane retires the connection of a refused call, and its
+// next call dials.
+func (ls *lanes) tries() int { return 2 }
 
 // hasBulk says whether an argument is longer than bulkArg.
 // The stores pass keys, ids and values as strings and byte slices; other
@@ -875,11 +887,13 @@ func hasBulk(args []any) bool {
 	return false
 }
 
-func (ls *lanes) close() {
+// close closes every lane, failing the calls still waiting with ErrClosed.
+func (ls *lanes) close() error {
 	var wg sync.WaitGroup
 	for _, l := range append(ls.all, ls.bulk) {
 		wg.Add(1)
 		go func() { defer wg.Done(); l.close() }()
 	}
 	wg.Wait()
+	return nil
 }

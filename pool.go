@@ -2,7 +2,6 @@ package pikkuredis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -30,115 +29,42 @@ type contextPool interface {
 var _ Pool = (*redis.Pool)(nil)
 var _ contextPool = (*redis.Pool)(nil)
 
-// ErrClosed is returned by every call on a store after its Close.
-var ErrClosed = errors.New("pikkuredis: store is closed")
-
-// errNoPool is returned by a store made without a pool: a zero value, or
-// New*Store(nil).
-var errNoPool = errors.New("store has no pool: make it with NewChannelStore/NewEventHubStore/NewSessionStore(pool) or Open*Store(url)")
-
-// conn is what both stores share: where connections come from, the key
-// names, and whether the store still runs.
-type conn struct {
-	pool   Pool
-	owned  *redis.Pool // the pool the store dialled itself; nil for a caller's pool
-	lanes  *lanes      // auto-pipelined connections the store dialled itself; nil when it uses a pool
-	keys   keys
-	cfg    config
-	closed atomic.Bool
-	done   chan struct{} // closed by close, for loops that wait between calls
-
-	// release frees what the dial of a store opened from a URL holds
-	// (its connections to Redis Sentinel); nil when nothing.
-	release   func()
+// poolTransport sends each call on a connection of a pool: one the store
+// opened WithoutAutoPipelining (owned, which close closes), or the
+// caller's, which it never closes.
+type poolTransport struct {
+	pool      Pool
+	owned     *redis.Pool        // the pool the store dialled itself; nil for a caller's pool
 	stopDials context.CancelFunc // ends the owned pool's dials under way; nil otherwise
+	closed    atomic.Bool
 }
 
-func newConn(pool Pool, owned *redis.Pool, cfg config) *conn {
-	return &conn{pool: pool, owned: owned, keys: keys{prefix: cfg.prefix}, cfg: cfg, done: make(chan struct{})}
-}
+var _ transport = (*poolTransport)(nil)
 
-// openConn is the conn of a store opened from a URL: auto-pipelined by
-// default, or over a pool of its own.
-func openConn(rawURL string, opts []Option) (*conn, error) {
-	cfg := newConfig(opts)
-	dial, release, err := dialFor(rawURL, cfg) // dialer, or the Sentinel's (sentinel.go)
-	if err != nil {
-		return nil, err
-	}
-	var c *conn
-	if cfg.pipelineConns > 0 {
-		c = newConn(nil, nil, cfg)
-		c.lanes = newLanes(cfg.pipelineConns, dial)
-	} else {
-		life, stop := context.WithCancel(context.Background())
-		p := openPool(life, dial, cfg)
-		c = newConn(p, p, cfg)
-		c.stopDials = stop
-	}
-	c.release = release
-	return c, nil
-}
-
-// key returns the key builder; a zero-value store (nil conn) gets one too,
-// so that it reaches do, which says what is wrong.
-func (c *conn) key() keys {
-	if c == nil {
-		return keys{}
-	}
-	return c.keys
-}
-
-// closing is closed when the store is; never for a zero-value store,
-// whose calls fail at once instead.
-func (c *conn) closing() <-chan struct{} {
-	if c == nil {
-		return nil
-	}
-	return c.done
-}
-
-// opts is the store's configuration; a zero config for a zero-value
-// store, whose calls then fail in usable.
-func (c *conn) opts() *config {
-	if c == nil {
-		return &config{}
-	}
-	return &c.cfg
-}
-
-// usable says why the store cannot take a call: it has no connections, or
-// it is closed. Every call asks, even one with nothing to send.
-func (c *conn) usable() error {
-	if c == nil || (c.pool == nil && c.lanes == nil) {
-		return errNoPool
-	}
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	return nil
+func newPoolTransport(pool Pool, owned *redis.Pool, stopDials context.CancelFunc) *poolTransport {
+	return &poolTransport{pool: pool, owned: owned, stopDials: stopDials}
 }
 
 // get returns a connection for one call. It fails at once after Close or
 // when ctx is already done, and waits no longer than ctx for a pooled one.
-func (c *conn) get(ctx context.Context) (redis.Conn, error) {
-	if err := c.usable(); err != nil {
-		return nil, err
+func (p *poolTransport) get(ctx context.Context) (redis.Conn, error) {
+	if p.closed.Load() {
+		return nil, ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var rc redis.Conn
 	var err error
-	if p, ok := c.pool.(contextPool); ok {
-		rc, err = p.GetContext(ctx)
+	if cp, ok := p.pool.(contextPool); ok {
+		rc, err = cp.GetContext(ctx)
 	} else {
 		// Pool.Get has no context: wait aside, so that the caller leaves
 		// on time; a connection that arrives after that goes back.
-		rc, err = bounded(ctx, func() (redis.Conn, error) { return checked(c.pool.Get()) })
+		rc, err = bounded(ctx, func() (redis.Conn, error) { return checked(p.pool.Get()) })
 	}
 	if err != nil {
-		if c.closed.Load() { // Close ran while we waited: say so, not "closed pool"
+		if p.closed.Load() { // Close ran while we waited: say so, not "closed pool"
 			return nil, ErrClosed
 		}
 		return nil, ctxErr(ctx, err)
@@ -184,92 +110,21 @@ func checked(rc redis.Conn) (redis.Conn, error) {
 	return rc, nil
 }
 
-// do sends one command, over the store's lanes or on a connection of its
-// pool, bounded by ctx. A call refused because its connection was the
-// wrong one (see replies.go) was not run, and that connection is retired:
-// the call is sent again, within the same ctx, until it reaches a new
-// connection (see tries).
-func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
-	if err := c.usable(); err != nil {
-		return nil, err
-	}
-	reply, err := c.try(ctx, cmd, args)
-	if retryable(err) {
-		for n := c.tries() - 1; n > 0 && retryable(err) && ctx.Err() == nil && !c.closed.Load(); n-- {
-			reply, err = c.try(ctx, cmd, args)
-		}
-	}
-	if isLoading(err) {
-		reply, err = c.waitLoading(ctx, cmd, args, err)
-	}
-	return reply, describe(err)
-}
-
-// Backoff between the tries of a call refused with LOADING.
-const (
-	loadingFirstWait = 10 * time.Millisecond
-	loadingMaxWait   = 200 * time.Millisecond
-)
-
-// waitLoading sends a call that the server refused with LOADING (it is
-// reading its dataset after a restart; the call was not run) again, with
-// a growing pause, until the server takes it or ctx ends; a ctx without a
-// deadline waits at most the IO timeout. A LOADING that outlasts the call
-// is returned as ctx's error, saying LOADING; the connection is the right
-// one and is kept.
-func (c *conn) waitLoading(ctx context.Context, cmd string, args []any, err error) (any, error) {
-	limit := time.Now().Add(c.cfg.ioTimeout)
-	_, hasDeadline := ctx.Deadline()
-	wait := loadingFirstWait
-	for {
-		if !hasDeadline {
-			left := time.Until(limit)
-			if left <= 0 {
-				return nil, fmt.Errorf("still loading after %v (WithIOTimeout; give the call a deadline to wait longer): %w", c.cfg.ioTimeout, err)
-			}
-			wait = min(wait, left)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctxErr(ctx, err)
-		case <-c.done:
-			t.Stop()
-			return nil, ErrClosed
-		case <-t.C:
-		}
-		reply, err2 := c.try(ctx, cmd, args)
-		if !isLoading(err2) {
-			return reply, err2
-		}
-		err, wait = err2, min(2*wait, loadingMaxWait)
-	}
-}
-
-// tries is how many times a refused call is sent: twice on lanes, whose
-// next call always dials; on a pool, once more per idle connection, since
-// a pool hands those out before it dials and each may lead to the same
-// wrong server (as after a failover behind one address, when every idle
-// connection does). It ends: each try retires the connection it used, and
-// a refusal costs one quick round trip.
-func (c *conn) tries() int {
-	if p, ok := c.pool.(interface{ Stats() redis.PoolStats }); ok && c.lanes == nil {
-		return 2 + p.Stats().IdleCount
+// tries is, on a pool, once more per idle connection than on lanes,
+// since a pool hands those out before it dials and each may lead to the
+// same wrong server (as after a failover behind one address, when every
+// idle connection does). It ends: each try retires the connection it
+// used, and a refusal costs one quick round trip.
+func (p *poolTransport) tries() int {
+	if s, ok := p.pool.(interface{ Stats() redis.PoolStats }); ok {
+		return 2 + s.Stats().IdleCount
 	}
 	return 2
 }
 
-// try sends one command once.
-func (c *conn) try(ctx context.Context, cmd string, args []any) (any, error) {
-	if c.lanes != nil {
-		reply, err := c.lanes.do(ctx, cmd, args)
-		if err != nil {
-			return nil, ctxErr(ctx, err)
-		}
-		return reply, nil
-	}
-	rc, err := c.get(ctx)
+// do sends one command once on a pooled connection.
+func (p *poolTransport) do(ctx context.Context, cmd string, args []any) (any, error) {
+	rc, err := p.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -284,24 +139,15 @@ func (c *conn) try(ctx context.Context, cmd string, args []any) (any, error) {
 	return reply, err
 }
 
-// close marks the store closed (once) and closes what it owns: its lanes,
-// failing the calls still waiting with ErrClosed, or its pool.
-func (c *conn) close() error {
-	if c == nil || !c.closed.CompareAndSwap(false, true) {
-		return nil
+// close ends the owned pool's dials and closes it; a caller's pool is
+// left open.
+func (p *poolTransport) close() error {
+	p.closed.Store(true)
+	if p.stopDials != nil {
+		p.stopDials()
 	}
-	close(c.done)
-	if c.stopDials != nil {
-		c.stopDials()
-	}
-	if c.lanes != nil {
-		c.lanes.close()
-	}
-	if c.release != nil {
-		defer c.release()
-	}
-	if c.owned != nil {
-		if err := c.owned.Close(); err != nil {
+	if p.owned != nil {
+		if err := p.owned.Close(); err != nil {
 			return fmt.Errorf("pikkuredis: close pool: %w", err)
 		}
 	}
@@ -355,25 +201,6 @@ func do(ctx context.Context, rc redis.Conn, cmd string, args ...any) (any, error
 		return nil, ctxErr(ctx, err)
 	}
 	return reply, nil
-}
-
-// ctxErr makes an error caused by ctx ending match context.Canceled or
-// context.DeadlineExceeded with errors.Is, whatever the I/O layer reported.
-func ctxErr(ctx context.Context, err error) error {
-	cerr := ctx.Err()
-	if cerr == nil {
-		// The read deadline redigo derives from ctx can fire a moment
-		// before ctx's own timer marks it done.
-		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
-			cerr = context.DeadlineExceeded
-		} else {
-			return err
-		}
-	}
-	if errors.Is(err, cerr) {
-		return err
-	}
-	return fmt.Errorf("%w (%v)", cerr, err)
 }
 
 // checkURL rejects, when a store is opened rather than at its first call,

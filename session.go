@@ -26,7 +26,7 @@ type SessionStore struct {
 // NewSessionStore returns a session store over the caller's pool. Close
 // does not close that pool.
 func NewSessionStore(pool Pool, opts ...Option) *SessionStore {
-	return &SessionStore{c: newConn(pool, nil, newConfig(opts))}
+	return &SessionStore{c: connOver(pool, opts)}
 }
 
 // OpenSessionStore returns a session store with connections of its own,

@@ -189,7 +189,7 @@ type ChannelStore struct {
 // NewChannelStore returns a store over the caller's pool (a *redis.Pool, a
 // redisc cluster...). Close does not close that pool.
 func NewChannelStore(pool Pool, opts ...Option) *ChannelStore {
-	return &ChannelStore{c: newConn(pool, nil, newConfig(opts))}
+	return &ChannelStore{c: connOver(pool, opts)}
 }
 
 // OpenChannelStore returns a store with a pool of its own, dialled from a
@@ -486,7 +486,7 @@ type EventHubStore struct {
 // NewEventHubStore returns a store over the caller's pool. Close does not
 // close that pool.
 func NewEventHubStore(pool Pool, opts ...Option) *EventHubStore {
-	return &EventHubStore{c: newConn(pool, nil, newConfig(opts))}
+	return &EventHubStore{c: connOver(pool, opts)}
 }
 
 // OpenEventHubStore returns a store with a pool of its own, dialled from a

@@ -149,7 +149,7 @@ func TestOwnedPoolIsClosedByClose(t *testing.T) {
 	cs, err := OpenChannelStore("redis://127.0.0.1:1", WithoutAutoPipelining())
 	require.NoError(t, err)
 	require.NoError(t, cs.Close())
-	c := cs.c.owned.Get()
+	c := cs.c.t.(*poolTransport).owned.Get()
 	defer c.Close()
 	require.Error(t, c.Err())
 	assert.Contains(t, c.Err().Error(), "closed pool", "the owned pool is closed, not merely unable to dial")
@@ -159,7 +159,7 @@ func TestSharedPoolIsNotClosedByClose(t *testing.T) {
 	p := &redis.Pool{Dial: func() (redis.Conn, error) { return nil, assert.AnError }}
 	s := NewEventHubStore(p)
 	require.NoError(t, s.Close())
-	assert.Nil(t, s.c.owned)
+	assert.Nil(t, s.c.t.(*poolTransport).owned)
 	c := p.Get()
 	defer c.Close()
 	assert.ErrorIs(t, c.Err(), assert.AnError, "the pool still dials: it was not closed")

@@ -1,0 +1,220 @@
+package pikkuredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// ErrClosed is returned by every call on a store after its Close.
+var ErrClosed = errors.New("pikkuredis: store is closed")
+
+// errNoPool is returned by a store made without a pool: a zero value, or
+// New*Store(nil).
+var errNoPool = errors.New("store has no pool: make it with NewChannelStore/NewEventHubStore/NewSessionStore(pool) or Open*Store(url)")
+
+// transport is how a call reaches Redis: auto-pipelined lanes
+// (pipeline.go), a pool, the store's own or the caller's (pool.go). Each
+// owns its connections, bounds each call by its context and handles its
+// connections' faults; the store above sees only replies and errors.
+type transport interface {
+	// do sends one command once and returns its reply, bounded by ctx:
+	// ctx's error (matching it with errors.Is) when ctx ends first. A
+	// refusal that says the connection was the wrong one (replies.go)
+	// is returned as Redis's error, that connection already retired,
+	// so that sending the call again reaches another.
+	do(ctx context.Context, cmd string, args []any) (any, error)
+	// tries is how many times conn.do sends a call so refused.
+	tries() int
+	// close closes what the transport owns; calls under way or later
+	// end with ErrClosed.
+	close() error
+}
+
+// conn is what every store holds: how its calls reach Redis, the key
+// names, and whether the store still runs. It sends each call again when
+// Redis refused it without running it (see do).
+type conn struct {
+	t      transport
+	keys   keys
+	cfg    config
+	closed atomic.Bool
+	done   chan struct{} // closed by close, for loops that wait between calls
+
+	// release frees what the dial of a store opened from a URL holds
+	// (its connections to Redis Sentinel); nil when nothing.
+	release func()
+}
+
+func newConn(t transport, cfg config) *conn {
+	return &conn{t: t, keys: keys{prefix: cfg.prefix}, cfg: cfg, done: make(chan struct{})}
+}
+
+// connOver is the conn of a store over a caller's pool; nil pool gives
+// a conn whose calls fail with errNoPool.
+func connOver(pool Pool, opts []Option) *conn {
+	cfg := newConfig(opts)
+	if pool == nil {
+		return newConn(nil, cfg)
+	}
+	return newConn(newPoolTransport(pool, nil, nil), cfg)
+}
+
+// openConn is the conn of a store opened from a URL: auto-pipelined by
+// default, or over a pool of its own.
+func openConn(rawURL string, opts []Option) (*conn, error) {
+	cfg := newConfig(opts)
+	dial, release, err := dialFor(rawURL, cfg) // dialer, or the Sentinel's (sentinel.go)
+	if err != nil {
+		return nil, err
+	}
+	var t transport
+	if cfg.pipelineConns > 0 {
+		t = newLanes(cfg.pipelineConns, dial)
+	} else {
+		life, stop := context.WithCancel(context.Background())
+		p := openPool(life, dial, cfg)
+		t = newPoolTransport(p, p, stop)
+	}
+	c := newConn(t, cfg)
+	c.release = release
+	return c, nil
+}
+
+// key returns the key builder; a zero-value store (nil conn) gets one too,
+// so that it reaches do, which says what is wrong.
+func (c *conn) key() keys {
+	if c == nil {
+		return keys{}
+	}
+	return c.keys
+}
+
+// closing is closed when the store is; never for a zero-value store,
+// whose calls fail at once instead.
+func (c *conn) closing() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.done
+}
+
+// opts is the store's configuration; a zero config for a zero-value
+// store, whose calls then fail in usable.
+func (c *conn) opts() *config {
+	if c == nil {
+		return &config{}
+	}
+	return &c.cfg
+}
+
+// usable says why the store cannot take a call: it has no connections, or
+// it is closed. Every call asks, even one with nothing to send.
+func (c *conn) usable() error {
+	if c == nil || c.t == nil {
+		return errNoPool
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// do sends one command, bounded by ctx. A call refused because its
+// connection was the wrong one (see replies.go) was not run, and that
+// connection is retired: the call is sent again, within the same ctx,
+// until it reaches a new connection (see transport.tries).
+func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	reply, err := c.t.do(ctx, cmd, args)
+	if retryable(err) {
+		for n := c.t.tries() - 1; n > 0 && retryable(err) && ctx.Err() == nil && !c.closed.Load(); n-- {
+			reply, err = c.t.do(ctx, cmd, args)
+		}
+	}
+	if isLoading(err) {
+		reply, err = c.waitLoading(ctx, cmd, args, err)
+	}
+	return reply, describe(err)
+}
+
+// Backoff between the tries of a call refused with LOADING.
+const (
+	loadingFirstWait = 10 * time.Millisecond
+	loadingMaxWait   = 200 * time.Millisecond
+)
+
+// waitLoading sends a call that the server refused with LOADING (it is
+// reading its dataset after a restart; the call was not run) again, with
+// a growing pause, until the server takes it or ctx ends; a ctx without a
+// deadline waits at most the IO timeout. A LOADING that outlasts the call
+// is returned as ctx's error, saying LOADING; the connection is the right
+// one and is kept.
+func (c *conn) waitLoading(ctx context.Context, cmd string, args []any, err error) (any, error) {
+	limit := time.Now().Add(c.cfg.ioTimeout)
+	_, hasDeadline := ctx.Deadline()
+	wait := loadingFirstWait
+	for {
+		if !hasDeadline {
+			left := time.Until(limit)
+			if left <= 0 {
+				return nil, fmt.Errorf("still loading after %v (WithIOTimeout; give the call a deadline to wait longer): %w", c.cfg.ioTimeout, err)
+			}
+			wait = min(wait, left)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctxErr(ctx, err)
+		case <-c.done:
+			timer.Stop()
+			return nil, ErrClosed
+		case <-timer.C:
+		}
+		reply, err2 := c.t.do(ctx, cmd, args)
+		if !isLoading(err2) {
+			return reply, err2
+		}
+		err, wait = err2, min(2*wait, loadingMaxWait)
+	}
+}
+
+// close marks the store closed (once) and closes what its transport owns,
+// failing the calls still under way with ErrClosed.
+func (c *conn) close() error {
+	if c == nil || !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(c.done)
+	if c.release != nil {
+		defer c.release()
+	}
+	if c.t != nil {
+		return c.t.close()
+	}
+	return nil
+}
+
+// ctxErr makes an error caused by ctx ending match context.Canceled or
+// context.DeadlineExceeded with errors.Is, whatever the I/O layer reported.
+func ctxErr(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if cerr == nil {
+		// The read deadline redigo derives from ctx can fire a moment
+		// before ctx's own timer marks it done.
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			cerr = context.DeadlineExceeded
+		} else {
+			return err
+		}
+	}
+	if errors.Is(err, cerr) {
+		return err
+	}
+	return fmt.Errorf("%w (%v)", cerr, err)
+}
