@@ -130,16 +130,60 @@ func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
 	if err := c.usable(); err != nil {
 		return nil, err
 	}
-	reply, err := c.t.do(ctx, cmd, args)
+	return c.doOn(c.t, ctx, cmd, args)
+}
+
+// doOn is do over t: the store's transport, or one server of it.
+func (c *conn) doOn(t transport, ctx context.Context, cmd string, args []any) (any, error) {
+	reply, err := t.do(ctx, cmd, args)
 	if retryable(err) {
-		for n := c.t.tries() - 1; n > 0 && retryable(err) && ctx.Err() == nil && !c.closed.Load(); n-- {
-			reply, err = c.t.do(ctx, cmd, args)
+		for n := t.tries() - 1; n > 0 && retryable(err) && ctx.Err() == nil && !c.closed.Load(); n-- {
+			reply, err = t.do(ctx, cmd, args)
 		}
 	}
 	if isLoading(err) {
-		reply, err = c.waitLoading(ctx, cmd, args, err)
+		reply, err = c.waitLoading(t, ctx, cmd, args, err)
 	}
 	return reply, describe(err)
+}
+
+// doFunc sends one command as conn.do does, to one server.
+type doFunc func(ctx context.Context, cmd string, args ...any) (any, error)
+
+// servers is what a transport over several servers (a cluster) has: one
+// transport per master, for the calls that concern each server rather
+// than a key (SCRIPT LOAD, SCAN, INFO).
+type servers interface {
+	masters(ctx context.Context) ([]transport, error)
+}
+
+// eachMaster calls fn with a doFunc for each master: the store's one
+// server, or every master of a cluster, in turn. It stops at fn's
+// first error.
+func (c *conn) eachMaster(ctx context.Context, fn func(do doFunc) error) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
+	m, ok := c.t.(servers)
+	if !ok {
+		return fn(c.do)
+	}
+	all, err := m.masters(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range all {
+		err := fn(func(ctx context.Context, cmd string, args ...any) (any, error) {
+			if err := c.usable(); err != nil {
+				return nil, err
+			}
+			return c.doOn(t, ctx, cmd, args)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Backoff between the tries of a call refused with LOADING.
@@ -154,7 +198,7 @@ const (
 // deadline waits at most the IO timeout. A LOADING that outlasts the call
 // is returned as ctx's error, saying LOADING; the connection is the right
 // one and is kept.
-func (c *conn) waitLoading(ctx context.Context, cmd string, args []any, err error) (any, error) {
+func (c *conn) waitLoading(t transport, ctx context.Context, cmd string, args []any, err error) (any, error) {
 	limit := time.Now().Add(c.cfg.ioTimeout)
 	_, hasDeadline := ctx.Deadline()
 	wait := loadingFirstWait
@@ -176,7 +220,7 @@ func (c *conn) waitLoading(ctx context.Context, cmd string, args []any, err erro
 			return nil, ErrClosed
 		case <-timer.C:
 		}
-		reply, err2 := c.t.do(ctx, cmd, args)
+		reply, err2 := t.do(ctx, cmd, args)
 		if !isLoading(err2) {
 			return reply, err2
 		}

@@ -37,33 +37,37 @@ var ErrEvictionPolicy = errors.New("unsafe eviction policy")
 // cannot be made here: it passes. A connection error is returned.
 // lost says what such a policy would evict, and fix what to set instead,
 // for the error.
+//
+// On a cluster every master is asked.
 func (c *conn) checkEvictionPolicy(ctx context.Context, lost, fix string) error {
-	policy, err := c.evictionPolicy(ctx)
-	if err != nil {
-		if isReplyError(err) {
-			return nil
+	return c.eachMaster(ctx, func(do doFunc) error {
+		policy, err := evictionPolicy(ctx, do)
+		if err != nil {
+			if isReplyError(err) {
+				return nil
+			}
+			return fmt.Errorf("check maxmemory-policy: %w", err)
 		}
-		return fmt.Errorf("check maxmemory-policy: %w", err)
-	}
-	if strings.HasPrefix(policy, "allkeys-") {
-		return fmt.Errorf("%w: maxmemory-policy is %s, under which Redis, once at maxmemory (set now or later), evicts %s; %s",
-			ErrEvictionPolicy, policy, lost, fix)
-	}
-	return nil
+		if strings.HasPrefix(policy, "allkeys-") {
+			return fmt.Errorf("%w: maxmemory-policy is %s, under which Redis, once at maxmemory (set now or later), evicts %s; %s",
+				ErrEvictionPolicy, policy, lost, fix)
+		}
+		return nil
+	})
 }
 
 // evictionPolicy returns the server's maxmemory-policy ("" when it says
 // none), or the error reply of the second way to ask when both are
 // refused.
-func (c *conn) evictionPolicy(ctx context.Context) (string, error) {
-	info, err := redis.String(c.do(ctx, "INFO", "memory"))
+func evictionPolicy(ctx context.Context, do doFunc) (string, error) {
+	info, err := redis.String(do(ctx, "INFO", "memory"))
 	if err == nil {
 		return infoField(info, "maxmemory_policy"), nil
 	}
 	if !isReplyError(err) {
 		return "", err
 	}
-	kv, err := redis.StringMap(c.do(ctx, "CONFIG", "GET", "maxmemory-policy"))
+	kv, err := redis.StringMap(do(ctx, "CONFIG", "GET", "maxmemory-policy"))
 	if err != nil {
 		return "", err
 	}

@@ -52,8 +52,8 @@ func mustScript(name string) *script {
 }
 
 // load sends SCRIPT LOAD and checks that the server hashed the script as we did.
-func (s *script) load(ctx context.Context, c *conn) error {
-	sha, err := redis.String(c.do(ctx, "SCRIPT", "LOAD", s.src))
+func (s *script) load(ctx context.Context, do doFunc) error {
+	sha, err := redis.String(do(ctx, "SCRIPT", "LOAD", s.src))
 	if err != nil {
 		return fmt.Errorf("load script %s: %w", s.name, err)
 	}

@@ -164,17 +164,23 @@ func encodeValue(what string, v any) ([]byte, error) {
 	return b, nil
 }
 
-// init is Init for both stores: PING, load every script, then check
-// the eviction policy (last, so that a caller who accepts
-// ErrEvictionPolicy has the scripts loaded).
+// init is Init for both stores: on each master, PING and load every
+// script; then check the eviction policy of each (last, so that a caller
+// who accepts ErrEvictionPolicy has the scripts loaded).
 func (c *conn) init(ctx context.Context) error {
-	if _, err := c.do(ctx, "PING"); err != nil {
-		return err
-	}
-	for _, s := range allScripts {
-		if err := s.load(ctx, c); err != nil {
+	err := c.eachMaster(ctx, func(do doFunc) error {
+		if _, err := do(ctx, "PING"); err != nil {
 			return err
 		}
+		for _, s := range allScripts {
+			if err := s.load(ctx, do); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return c.checkEvictionPolicy(ctx, "the topic and subs sets (topics read as empty, the two index directions disagree)",
 		"set maxmemory-policy to noeviction, or to a volatile-* policy, which evicts only keys with a TTL, and these have none")
