@@ -30,7 +30,7 @@ const malformedUserInfo = "the user name or password (not shown) is malformed: p
 // the port, the path or the query) loses everything from after its scheme
 // up to its last '@', since the password may be anywhere in there.
 func Redact(rawURL string) string {
-	if IsSentinel(rawURL) { // its passwords may be in the query too
+	if IsSentinel(rawURL) || IsCluster(rawURL) { // a host list, and passwords may be in the query too
 		return RedactSentinel(rawURL)
 	}
 	if !strings.Contains(rawURL, "@") {

@@ -150,30 +150,37 @@ func splitSentinel(rest string) (userInfo, hosts, path, query string, err error)
 	return userInfo, authority, path, query, nil
 }
 
-// sentinelAddrs reads the comma-separated host[:port] list. A port is
-// decimal digits (no sign), 1 to 65535, written back without leading
-// zeros; an IPv6 literal goes in brackets, its zone percent-encoded as in
-// a URL ([fe80::1%25eth0], RFC 6874) and decoded here. The same sentinel
-// given twice (h1,h1:26379) is refused rather than asked twice: it is
-// most likely a mistake in the list, and a silent dedupe would hide it.
+// sentinelAddrs reads the sentinels' comma-separated host[:port] list
+// (see hostList), 26379 where a port is left out.
 func sentinelAddrs(hosts string) ([]string, error) {
 	if hosts == "" {
 		return nil, errors.New("no sentinel addresses: write redis+sentinel://host1:26379,host2:26379/mastername")
 	}
+	return hostList(hosts, DefaultSentinelPort, "sentinel")
+}
+
+// hostList reads a comma-separated host[:port] list; what names one
+// ("sentinel", "cluster node") in errors. A port is decimal digits (no
+// sign), 1 to 65535, written back without leading zeros; an IPv6 literal
+// goes in brackets, its zone percent-encoded as in a URL
+// ([fe80::1%25eth0], RFC 6874) and decoded here. The same address given
+// twice (h1,h1:26379) is refused rather than used twice: it is most
+// likely a mistake in the list, and a silent dedupe would hide it.
+func hostList(hosts, defaultPort, what string) ([]string, error) {
 	var addrs []string
 	seen := map[string]string{} // canonical address -> as written
 	for _, h := range strings.Split(hosts, ",") {
-		host, port, err := sentinelHostPort(h)
+		host, port, err := hostPort(h, defaultPort)
 		if err != nil {
-			return nil, fmt.Errorf("sentinel address %q: %w", h, err)
+			return nil, fmt.Errorf("%s address %q: %w", what, h, err)
 		}
 		key := strings.ToLower(host)
 		if ip := net.ParseIP(host); ip != nil {
-			key = ip.String() // ::1 and 0::1 are one sentinel
+			key = ip.String() // ::1 and 0::1 are one address
 		}
 		key = net.JoinHostPort(key, port)
 		if first, dup := seen[key]; dup {
-			return nil, fmt.Errorf("sentinel address %q: the same sentinel as %q; give each sentinel once", h, first)
+			return nil, fmt.Errorf("%s address %q: the same %s as %q; give each once", what, h, what, first)
 		}
 		seen[key] = h
 		addrs = append(addrs, net.JoinHostPort(host, port))
@@ -181,10 +188,11 @@ func sentinelAddrs(hosts string) ([]string, error) {
 	return addrs, nil
 }
 
-// sentinelHostPort splits one sentinel address into its host (an IPv6
-// literal without brackets, its zone decoded) and its port (canonical).
-func sentinelHostPort(h string) (host, port string, err error) {
-	host, port = h, DefaultSentinelPort
+// hostPort splits one address into its host (an IPv6 literal without
+// brackets, its zone decoded) and its port (canonical; defaultPort when
+// none is written).
+func hostPort(h, defaultPort string) (host, port string, err error) {
+	host, port = h, defaultPort
 	if strings.HasPrefix(h, "[") { // [::1] or [::1]:26379
 		i := strings.Index(h, "]")
 		if i < 0 {
@@ -208,7 +216,7 @@ func sentinelHostPort(h string) (host, port string, err error) {
 			return "", "", errors.New("no host")
 		}
 		if strings.ContainsAny(host, "[]:% ") {
-			return "", "", errors.New("bad host (an IPv6 address goes in brackets: [::1]:26379)")
+			return "", "", errors.New("bad host (an IPv6 address goes in brackets: [::1]:"+defaultPort+")")
 		}
 	}
 	if port == "" || strings.Trim(port, "0123456789") != "" {
