@@ -216,7 +216,7 @@ func hostPort(h, defaultPort string) (host, port string, err error) {
 			return "", "", errors.New("no host")
 		}
 		if strings.ContainsAny(host, "[]:% ") {
-			return "", "", errors.New("bad host (an IPv6 address goes in brackets: [::1]:"+defaultPort+")")
+			return "", "", errors.New("bad host (an IPv6 address goes in brackets: [::1]:" + defaultPort + ")")
 		}
 	}
 	if port == "" || strings.Trim(port, "0123456789") != "" {
