@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/mna/redisc"
+
+	"github.com/pikkujs/pikkuredis/internal/redisurl"
 )
 
 // ErrClosed is returned by every call on a store after its Close.
@@ -16,7 +20,8 @@ var ErrClosed = errors.New("pikkuredis: store is closed")
 var errNoPool = errors.New("store has no pool: make it with NewChannelStore/NewEventHubStore/NewSessionStore(pool) or Open*Store(url)")
 
 // transport is how a call reaches Redis: auto-pipelined lanes
-// (pipeline.go), a pool, the store's own or the caller's (pool.go). Each
+// (pipeline.go), a pool, the store's own or the caller's (pool.go), a
+// Redis Cluster (cluster.go), which routes each call by its key's slot. Each
 // owns its connections, bounds each call by its context and handles its
 // connections' faults; the store above sees only replies and errors.
 type transport interface {
@@ -56,8 +61,11 @@ func newConn(t transport, cfg config) *conn {
 // a conn whose calls fail with errNoPool.
 func connOver(pool Pool, opts []Option) *conn {
 	cfg := newConfig(opts)
-	if pool == nil {
+	switch p := pool.(type) {
+	case nil:
 		return newConn(nil, cfg)
+	case *redisc.Cluster:
+		return newConn(clusterOver(p, cfg), cfg)
 	}
 	return newConn(newPoolTransport(pool, nil, nil), cfg)
 }
@@ -66,6 +74,13 @@ func connOver(pool Pool, opts []Option) *conn {
 // default, or over a pool of its own.
 func openConn(rawURL string, opts []Option) (*conn, error) {
 	cfg := newConfig(opts)
+	if redisurl.IsCluster(rawURL) {
+		t, err := openCluster(rawURL, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return newConn(t, cfg), nil
+	}
 	dial, release, err := dialFor(rawURL, cfg) // dialer, or the Sentinel's (sentinel.go)
 	if err != nil {
 		return nil, err

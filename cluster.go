@@ -1,0 +1,581 @@
+package pikkuredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/mna/redisc"
+
+	"github.com/pikkujs/pikkuredis/internal/redisurl"
+)
+
+// ClusterTimeout bounds each question the store asks a cluster node about
+// the cluster itself (CLUSTER SLOTS, when the slot map is read): nodes
+// answer it from memory, so one that takes longer is taken for down (a
+// hung master) and the next is asked. It is not WithIOTimeout, which
+// bounds the replies to the store's calls.
+const ClusterTimeout = time.Second
+
+// How a call follows the cluster's redirections.
+const (
+	// clusterTries bounds the sends of one call: a MOVED or TRYAGAIN
+	// costs one, so a slot that moves again and again while a call
+	// follows it (a resharding that shuffles it back and forth) ends
+	// with an error rather than a loop.
+	clusterTries = 8
+	// tryAgainWait is the pause after TRYAGAIN (a multi-key call while
+	// its slot is half migrated), which lasts only as long as a MIGRATE
+	// batch.
+	tryAgainWait = 20 * time.Millisecond
+	// refreshGap is the least time between two reads of the slot map
+	// that connection faults ask for: during a failover every call to
+	// the lost master fails, and one read per gap is enough to see the
+	// promotion as soon as the cluster has made it.
+	refreshGap = 100 * time.Millisecond
+)
+
+// clusterTransport sends each call to the master that owns the slot of
+// its first key (Redis Cluster), in one of two ways:
+//
+//   - auto-pipelined (a store opened from a redis+cluster:// URL): over
+//     lanes of its own to each master, the slot map kept here, so that
+//     the calls to one master share its writes and reads as on one
+//     server;
+//   - pooled (a caller's *redisc.Cluster, or a cluster URL with
+//     WithoutAutoPipelining): on a redisc connection bound to the key's
+//     slot, one per call.
+//
+// Both follow MOVED (the slot map updated at once, then read again whole
+// in the background), ASK (the call sent after ASKING to the node that is
+// importing the slot), and TRYAGAIN (a short pause, then again). A
+// connection fault also has the slot map read again in the background:
+// redisc reads it only on MOVED, and a master that hangs, or is gone,
+// sends none, so the calls to it would fail until something else moved.
+type clusterTransport struct {
+	cluster *redisc.Cluster
+	owned   bool // the store built cluster, and closes it
+	cfg     config
+	// dialNode dials the node at an address the slot map names, for
+	// the lanes and for ASK; nil for a caller's cluster, whose dial
+	// options are its own.
+	dialNode func(addr string) func(context.Context) (redis.Conn, error)
+	life     context.Context // ends with close: the dials of the owned pools
+	stop     context.CancelFunc
+	closed   atomic.Bool
+
+	// Auto-pipelined only: the master of each slot, nil where none is
+	// known, and every master's lanes by address (kept once made, so
+	// that a call under way on a node that left the map is not cut).
+	pipelined bool
+	slots     [redisc.HashSlots]atomic.Pointer[clusterNode]
+	masterSet atomic.Pointer[[]*clusterNode] // the masters of the last map, by address
+	mapped    atomic.Bool                    // the slot map has been read
+	mu        sync.Mutex
+	nodes     map[string]*clusterNode
+
+	refreshMu   sync.Mutex
+	refreshing  *refreshCall // the read of the slot map under way, if any
+	lastRefresh time.Time
+}
+
+// clusterNode is one master's lanes.
+type clusterNode struct {
+	addr  string
+	lanes *lanes
+}
+
+// refreshCall is one read of the slot map, which callers may wait for.
+type refreshCall struct {
+	done chan struct{}
+	err  error
+}
+
+var (
+	_ transport = (*clusterTransport)(nil)
+	_ servers   = (*clusterTransport)(nil)
+	_ Pool      = (*redisc.Cluster)(nil)
+)
+
+// clusterOver is the transport of a store over a caller's cluster: pooled
+// (its pools, dial options and timeouts), never closed by the store.
+func clusterOver(c *redisc.Cluster, cfg config) *clusterTransport {
+	ct := &clusterTransport{cluster: c, cfg: cfg}
+	ct.life, ct.stop = context.WithCancel(context.Background())
+	return ct
+}
+
+// openCluster builds the cluster client of a store opened from a
+// redis+cluster:// URL: its seed nodes, and a dial per node with the
+// URL's credentials and TLS and the store's options. Nothing is dialled
+// yet.
+func openCluster(rawURL string, cfg config) (*clusterTransport, error) {
+	u, err := redisurl.ParseCluster(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("pikkuredis: %w", err)
+	}
+	// The nodes' URLs are well formed (ParseCluster built them), so
+	// dialer fails on none; it is checked once here all the same.
+	if _, err := dialer(u.NodeURL(u.Addrs[0]), cfg); err != nil {
+		return nil, err
+	}
+	ct := &clusterTransport{owned: true, cfg: cfg, pipelined: cfg.pipelineConns > 0, nodes: map[string]*clusterNode{}}
+	ct.life, ct.stop = context.WithCancel(context.Background())
+	ct.dialNode = func(addr string) func(context.Context) (redis.Conn, error) {
+		d, _ := dialer(u.NodeURL(addr), cfg)
+		return d
+	}
+	// The pools redisc keeps per node read the slot map, and carry the
+	// calls of a pooled store. Their connections' own read timeout is
+	// ClusterTimeout, for CLUSTER SLOTS, which redisc sends without one;
+	// every call of the store gives its own (see onConn).
+	meta := cfg
+	meta.ioTimeout = ClusterTimeout
+	ct.cluster = &redisc.Cluster{
+		StartupNodes: u.Addrs,
+		CreatePool: func(addr string, _ ...redis.DialOption) (*redis.Pool, error) {
+			d, _ := dialer(u.NodeURL(addr), meta)
+			return openPool(ct.life, d, cfg), nil
+		},
+	}
+	if ct.pipelined {
+		ct.cluster.LayoutRefresh = func(_, m [redisc.HashSlots][]string) { ct.install(&m) }
+	}
+	return ct, nil
+}
+
+// install makes m (the master of each slot first, then its replicas) the
+// slot map of the lanes.
+func (ct *clusterTransport) install(m *[redisc.HashSlots][]string) {
+	seen := map[string]*clusterNode{}
+	for slot, nodes := range m {
+		if len(nodes) == 0 || nodes[0] == "" {
+			ct.slots[slot].Store(nil)
+			continue
+		}
+		n := seen[nodes[0]]
+		if n == nil {
+			n = ct.node(nodes[0])
+			seen[nodes[0]] = n
+		}
+		ct.slots[slot].Store(n)
+	}
+	masters := make([]*clusterNode, 0, len(seen))
+	for _, n := range seen {
+		masters = append(masters, n)
+	}
+	slices.SortFunc(masters, func(a, b *clusterNode) int { return strings.Compare(a.addr, b.addr) })
+	ct.masterSet.Store(&masters)
+	ct.mapped.Store(true)
+}
+
+// node returns the lanes to the master at addr, made on first use.
+func (ct *clusterTransport) node(addr string) *clusterNode {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	n := ct.nodes[addr]
+	if n == nil {
+		n = &clusterNode{addr: addr, lanes: newLanes(ct.cfg.pipelineConns, ct.dialNode(addr))}
+		ct.nodes[addr] = n
+	}
+	return n
+}
+
+// routeKey returns the key whose slot a call goes to: the first declared
+// key of a script, the first argument of the other commands the stores
+// send; none (ok false) for the commands about a server rather than a
+// key, and for a script without keys, which any master may run.
+func routeKey(cmd string, args []any) (key string, ok bool) {
+	switch cmd {
+	case "EVALSHA", "EVAL":
+		if len(args) >= 3 {
+			if n, isInt := args[1].(int); isInt && n > 0 {
+				return keyString(args[2])
+			}
+		}
+		return "", false
+	case "PING", "INFO", "CONFIG", "SCRIPT", "SCAN", "CLUSTER":
+		return "", false
+	}
+	if len(args) > 0 {
+		return keyString(args[0])
+	}
+	return "", false
+}
+
+func keyString(a any) (string, bool) {
+	switch v := a.(type) {
+	case string:
+		return v, true
+	case []byte:
+		return string(v), true
+	}
+	return "", false
+}
+
+// do sends one call to the master of its key's slot, following the
+// cluster's redirections (see clusterTransport).
+func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any, error) {
+	key, hasKey := routeKey(cmd, args)
+	slot := -1
+	if hasKey {
+		slot = redisc.Slot(key)
+	}
+	var reply any
+	var err error
+	for try := 0; try < clusterTries; try++ {
+		if ct.pipelined {
+			reply, err = ct.viaLanes(ctx, slot, cmd, args)
+		} else {
+			reply, err = ct.viaPool(ctx, key, hasKey, cmd, args)
+		}
+		re := redisc.ParseRedir(err)
+		switch {
+		case re != nil && re.Type == "MOVED":
+			ct.moved(re)
+			continue
+		case re != nil: // ASK: this one call goes to the importing node
+			return ct.ask(ctx, re.Addr, key, cmd, args)
+		case redisc.IsTryAgain(err):
+			if !pause(ctx, tryAgainWait) {
+				return nil, ctxErr(ctx, err)
+			}
+			continue
+		case err != nil && err != ErrClosed && (!isReplyError(err) || isClusterDown(err)):
+			ct.refreshSoon()
+		}
+		return reply, err
+	}
+	return nil, fmt.Errorf("redis cluster: still redirected after %d tries (slot %d is moving): %w", clusterTries, slot, err)
+}
+
+// isClusterDown says whether err is a node's CLUSTERDOWN (a slot no
+// master serves, as while a failover promotes a replica).
+func isClusterDown(err error) bool {
+	e, ok := err.(redis.Error)
+	return ok && strings.HasPrefix(string(e), "CLUSTERDOWN")
+}
+
+// pause waits d, or until ctx ends (false).
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// viaLanes sends the call over the lanes of the slot's master, or of any
+// master for a call without a key.
+func (ct *clusterTransport) viaLanes(ctx context.Context, slot int, cmd string, args []any) (any, error) {
+	if !ct.mapped.Load() {
+		if err := ct.refreshNow(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var n *clusterNode
+	if slot >= 0 {
+		n = ct.slots[slot].Load()
+	} else if ms := ct.masterSet.Load(); ms != nil && len(*ms) > 0 {
+		n = (*ms)[0]
+	}
+	if n == nil {
+		ct.refreshSoon()
+		return nil, fmt.Errorf("redis cluster: no master serves slot %d (the cluster is failing over, or the slot is unassigned)", slot)
+	}
+	return n.lanes.do(ctx, cmd, args)
+}
+
+// viaPool sends the call on a redisc connection bound to key's slot (to
+// any master when hasKey is false).
+func (ct *clusterTransport) viaPool(ctx context.Context, key string, hasKey bool, cmd string, args []any) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rc := ct.cluster.Get()
+	var err error
+	if hasKey {
+		err = redisc.BindConn(rc, key)
+	} else {
+		err = redisc.BindConn(rc)
+	}
+	if err != nil {
+		rc.Close()
+		if ct.closed.Load() {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("connect to redis: %w", err)
+	}
+	return ct.onConn(ctx, rc, cmd, args)
+}
+
+// onConn sends the call on rc, then closes it. redisc connections take a
+// read timeout but no context: the call gets ctx's deadline, or
+// WithIOTimeout without one; a ctx that can end without a deadline is
+// waited for aside, so that the caller leaves when it ends (the call
+// then finishes or times out on its own, and its connection is dropped).
+func (ct *clusterTransport) onConn(ctx context.Context, rc redis.Conn, cmd string, args []any) (any, error) {
+	if _, ok := ctx.Deadline(); ok || ctx.Done() == nil {
+		defer rc.Close()
+		return sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
+	}
+	return aside(ctx, func() (any, error) {
+		defer rc.Close()
+		return sendTimed(context.Background(), rc, ct.cfg.ioTimeout, cmd, args)
+	})
+}
+
+// aside runs f in a goroutine of its own and returns what it returns, or
+// ctx's error as soon as ctx ends (f then finishes on its own).
+func aside(ctx context.Context, f func() (any, error)) (any, error) {
+	type result struct {
+		reply any
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		reply, err := f()
+		ch <- result{reply, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.reply, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// sendTimed sends one command on rc with ctx's deadline as its read
+// timeout, or dflt when ctx has none, and retires rc when the reply says
+// it must go.
+func sendTimed(ctx context.Context, rc redis.Conn, dflt time.Duration, cmd string, args []any) (any, error) {
+	timeout := dflt
+	if dl, ok := ctx.Deadline(); ok {
+		if timeout = time.Until(dl); timeout <= 0 { // redigo reads a zero timeout as "none"
+			return nil, context.DeadlineExceeded
+		}
+	}
+	reply, err := redis.DoWithTimeout(rc, timeout, cmd, args...)
+	if retires(err) {
+		retire(rc)
+	}
+	if err != nil {
+		return nil, ctxErr(ctx, err)
+	}
+	return reply, nil
+}
+
+// moved follows a MOVED: the lanes' map is told the slot's new master at
+// once, and the whole map is read again in the background, since a
+// MOVED seldom comes alone (a resharding, a failover). A pooled redisc
+// connection has already told redisc's map.
+func (ct *clusterTransport) moved(re *redisc.RedirError) {
+	if ct.pipelined && re.NewSlot >= 0 && re.NewSlot < redisc.HashSlots {
+		ct.slots[re.NewSlot].Store(ct.node(re.Addr))
+	}
+	ct.refreshSoon()
+}
+
+// ask sends one call to the node at addr, which is importing its slot,
+// after ASKING, as an ASK redirection says: on a connection of its own
+// (a lane's next call might not follow the ASKING), dialled and bounded
+// by ctx. Over a caller's cluster, whose dial is its own, redisc's
+// RetryConn does the same, waited for aside.
+func (ct *clusterTransport) ask(ctx context.Context, addr, key, cmd string, args []any) (any, error) {
+	if ct.dialNode == nil {
+		rc := ct.cluster.Get()
+		if err := redisc.BindConn(rc, key); err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("connect to redis: %w", err)
+		}
+		retry, err := redisc.RetryConn(rc, clusterTries, tryAgainWait)
+		if err != nil {
+			rc.Close()
+			return nil, err
+		}
+		// RetryConn takes no timeout: it answers within the cluster's
+		// own read timeouts, and the caller leaves when ctx ends.
+		return aside(ctx, func() (any, error) {
+			defer retry.Close()
+			return retry.Do(cmd, args...)
+		})
+	}
+	rc, err := ct.dialNode(addr)(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to redis: %w", err)
+	}
+	defer rc.Close()
+	if err := rc.Send("ASKING"); err != nil {
+		return nil, ctxErr(ctx, err)
+	}
+	// The reply to ASKING (OK) is read first; Do returns the call's.
+	return do(ctx, rc, cmd, args...)
+}
+
+// refreshNow reads the slot map, or waits for the read under way, bounded
+// by ctx.
+func (ct *clusterTransport) refreshNow(ctx context.Context) error {
+	r := ct.startRefresh()
+	select {
+	case <-r.done:
+		if r.err != nil {
+			if ct.closed.Load() {
+				return ErrClosed
+			}
+			return fmt.Errorf("connect to redis: read the cluster's slot map: %w", r.err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// refreshSoon starts a read of the slot map in the background, unless one
+// is under way or the last ended less than refreshGap ago.
+func (ct *clusterTransport) refreshSoon() {
+	ct.refreshMu.Lock()
+	recent := time.Since(ct.lastRefresh) < refreshGap
+	ct.refreshMu.Unlock()
+	if !recent {
+		ct.startRefresh()
+	}
+}
+
+// startRefresh starts a read of the slot map (CLUSTER SLOTS on one known
+// node after another, until one answers), or returns the one under way.
+func (ct *clusterTransport) startRefresh() *refreshCall {
+	ct.refreshMu.Lock()
+	defer ct.refreshMu.Unlock()
+	if r := ct.refreshing; r != nil {
+		return r
+	}
+	r := &refreshCall{done: make(chan struct{})}
+	if ct.closed.Load() {
+		r.err = ErrClosed
+		close(r.done)
+		return r
+	}
+	ct.refreshing = r
+	go func() {
+		r.err = ct.cluster.Refresh() // installs the lanes' map (LayoutRefresh)
+		ct.refreshMu.Lock()
+		ct.refreshing, ct.lastRefresh = nil, time.Now()
+		ct.refreshMu.Unlock()
+		close(r.done)
+	}()
+	return r
+}
+
+// tries is two, as on lanes: redirections are followed within one try.
+func (ct *clusterTransport) tries() int { return 2 }
+
+// masters returns one transport per master of the slot map (read first,
+// if it never was), for the calls that concern each server.
+func (ct *clusterTransport) masters(ctx context.Context) ([]transport, error) {
+	if ct.pipelined {
+		if !ct.mapped.Load() {
+			if err := ct.refreshNow(ctx); err != nil {
+				return nil, err
+			}
+		}
+		var out []transport
+		for _, n := range *ct.masterSet.Load() {
+			out = append(out, n.lanes)
+		}
+		return out, nil
+	}
+	addrs, err := ct.masterAddrs()
+	if err != nil {
+		// redisc knows no node yet, or none answered: read the map.
+		if err := ct.refreshNow(ctx); err != nil {
+			return nil, err
+		}
+		if addrs, err = ct.masterAddrs(); err != nil {
+			return nil, fmt.Errorf("connect to redis: %w", err)
+		}
+	}
+	out := make([]transport, len(addrs))
+	for i, a := range addrs {
+		out[i] = &clusterMaster{ct: ct, addr: a}
+	}
+	return out, nil
+}
+
+// masterAddrs lists the masters redisc knows, by address.
+func (ct *clusterTransport) masterAddrs() ([]string, error) {
+	var addrs []string
+	err := ct.cluster.EachNode(false, func(addr string, _ redis.Conn) error {
+		addrs = append(addrs, addr)
+		return nil
+	})
+	slices.Sort(addrs)
+	return addrs, err
+}
+
+// close ends the background work and closes what the store built: the
+// lanes to every master, and the cluster client with its pools. A
+// caller's cluster is left open.
+func (ct *clusterTransport) close() error {
+	ct.closed.Store(true)
+	ct.stop()
+	ct.mu.Lock()
+	nodes := make([]*clusterNode, 0, len(ct.nodes))
+	for _, n := range ct.nodes {
+		nodes = append(nodes, n)
+	}
+	ct.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.lanes.close() }()
+	}
+	wg.Wait()
+	if ct.owned {
+		if err := ct.cluster.Close(); err != nil {
+			return fmt.Errorf("pikkuredis: close cluster: %w", err)
+		}
+	}
+	return nil
+}
+
+// clusterMaster is one master of a pooled cluster, for the calls that
+// concern each server (SCRIPT LOAD, SCAN, INFO).
+type clusterMaster struct {
+	ct   *clusterTransport
+	addr string
+}
+
+var errNotMaster = errors.New("no longer a master of the cluster")
+
+func (m *clusterMaster) do(ctx context.Context, cmd string, args []any) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var reply any
+	err := errNotMaster
+	m.ct.cluster.EachNode(false, func(addr string, rc redis.Conn) error { //nolint:errcheck // the call's own error is kept
+		if addr != m.addr {
+			return nil
+		}
+		reply, err = sendTimed(ctx, rc, m.ct.cfg.ioTimeout, cmd, args)
+		return errStopVisit
+	})
+	if err == errNotMaster {
+		return nil, fmt.Errorf("redis cluster: %s: %w", m.addr, err)
+	}
+	return reply, err
+}
+
+var errStopVisit = errors.New("stop")
+
+func (m *clusterMaster) tries() int   { return 2 }
+func (m *clusterMaster) close() error { return nil }
