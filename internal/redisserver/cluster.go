@@ -68,8 +68,10 @@ type Cluster struct {
 // StartCluster starts cfg.Masters masters and cfg.ReplicasPerMaster
 // replicas of each as redis-server processes on 127.0.0.1, joins them
 // with redis-cli --cluster create and waits until the cluster is stable
-// (see Wait). Ports are picked at random from 20000-45535, so that each
-// node's cluster bus port (port+10000) is free and below 55535 too.
+// (see Wait), about 2 s for 3+3 nodes. Ports are picked at random from
+// 20000-45535, such that each node's cluster bus port (port+10000) is free
+// too and below 55535, and, when possible, both are outside the kernel's
+// range of ephemeral ports.
 //
 // Nodes run with persistence off, cluster-require-full-coverage no (while
 // a master is down, the other masters' slots keep being served) and
