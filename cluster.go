@@ -25,8 +25,8 @@ const ClusterTimeout = time.Second
 
 // How a call follows the cluster's redirections.
 const (
-	// clusterTries bounds the sends of one call: a MOVED or TRYAGAIN
-	// costs one, so a slot that moves again and again while a call
+	// clusterTries bounds the sends of one call: a MOVED costs one, so
+	// a slot that moves again and again while a call
 	// follows it (a resharding that shuffles it back and forth) ends
 	// with an error rather than a loop.
 	clusterTries = 8
@@ -229,6 +229,7 @@ func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any
 	}
 	var reply any
 	var err error
+	var waitUntil time.Time // the end of TRYAGAIN's pauses for a ctx without a deadline
 	for try := 0; try < clusterTries; try++ {
 		if ct.pipelined {
 			reply, err = ct.viaLanes(ctx, slot, cmd, args)
@@ -243,9 +244,21 @@ func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any
 		case re != nil: // ASK: this one call goes to the importing node
 			return ct.ask(ctx, re.Addr, key, cmd, args)
 		case redisc.IsTryAgain(err):
+			// Not a try: the slot's keys are split between two nodes
+			// until the migration has moved them all, which may take
+			// many pauses. The call waits as long as ctx lets it, or
+			// WithIOTimeout.
+			if _, ok := ctx.Deadline(); !ok {
+				if waitUntil.IsZero() {
+					waitUntil = time.Now().Add(ct.cfg.ioTimeout)
+				} else if time.Now().After(waitUntil) {
+					return nil, fmt.Errorf("redis cluster: slot %d still migrating after %v (WithIOTimeout; give the call a deadline to wait longer): %w", slot, ct.cfg.ioTimeout, err)
+				}
+			}
 			if !pause(ctx, tryAgainWait) {
 				return nil, ctxErr(ctx, err)
 			}
+			try--
 			continue
 		case err != nil && err != ErrClosed && (!isReplyError(err) || isClusterDown(err)):
 			ct.refreshSoon()

@@ -36,6 +36,12 @@ import (
 // prefix and never flush it: it may be a server someone else uses.
 var redisURL string
 
+// rawURL is the server the tests' own connections read and write to check
+// what the stores did: redisURL, or, when the suites run on a Redis
+// Cluster (cluster_test.go), the master that holds every test prefix's
+// slot.
+var rawURL string
+
 // internalTestURLEnv carries redisURL to the internal tests.
 const internalTestURLEnv = "PIKKUREDIS_INTERNAL_TEST_URL"
 
@@ -46,6 +52,9 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
+	if onCluster() {
+		return runOnCluster(m)
+	}
 	url, how, stop, err := findRedis()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -56,7 +65,8 @@ func runTests(m *testing.M) int {
 		return 0
 	}
 	defer stop()
-	redisURL = url
+	defer stopShared()
+	redisURL, rawURL = url, url
 	// For the package's internal tests (pipeline_internal_test.go),
 	// which share this TestMain but not its variables.
 	os.Setenv(internalTestURLEnv, url)
@@ -128,7 +138,7 @@ func newPrefix(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 6)
 	rand.Read(b)
-	prefix := "pikkuredis-test-" + hex.EncodeToString(b)
+	prefix := testPrefixStem + hex.EncodeToString(b)
 	t.Cleanup(func() {
 		c := dialRaw(t)
 		defer c.Close()
@@ -142,7 +152,7 @@ func newPrefix(t testing.TB) string {
 // dialRaw opens a plain redigo connection to check what the store wrote.
 func dialRaw(t testing.TB) redis.Conn {
 	t.Helper()
-	return dialURL(t, redisURL)
+	return dialURL(t, rawURL)
 }
 
 func dialURL(t testing.TB, url string) redis.Conn {
@@ -178,6 +188,16 @@ func scanKeys(t testing.TB, c redis.Conn, prefix string) []string {
 func newPool(t testing.TB) *redis.Pool {
 	t.Helper()
 	return poolFor(t, redisURL)
+}
+
+// callersPool is the pool a caller would hand a store: a *redis.Pool, or,
+// when the suites run on a cluster, a *redisc.Cluster.
+func callersPool(t testing.TB) pikkuredis.Pool {
+	t.Helper()
+	if onCluster() {
+		return callersCluster(t)
+	}
+	return newPool(t)
 }
 
 func poolFor(t testing.TB, url string) *redis.Pool {
@@ -350,7 +370,7 @@ func stores(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, 
 func sharedPoolStores(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string) {
 	t.Helper()
 	prefix := newPrefix(t)
-	pool := newPool(t)
+	pool := callersPool(t)
 	opts = append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)
 	cs := pikkuredis.NewChannelStore(pool, opts...)
 	hs := pikkuredis.NewEventHubStore(pool, opts...)
@@ -774,7 +794,7 @@ func testConcurrentMix(t *testing.T, open func(testing.TB, ...pikkuredis.Option)
 // topics t0.. in one transaction, over and over until stop, and returns the
 // first disagreement between the two directions.
 func checkSnapshots(prefix string, channels, topics int, stop <-chan struct{}) error {
-	c, err := redis.DialURL(redisURL, redis.DialReadTimeout(10*time.Second))
+	c, err := redis.DialURL(rawURL, redis.DialReadTimeout(10*time.Second))
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ var sessionBackends = map[string]func(testing.TB, ...pikkuredis.Option) (*pikkur
 	},
 	"caller's pool": func(t testing.TB, o ...pikkuredis.Option) (*pikkuredis.SessionStore, string) {
 		prefix := newPrefix(t)
-		ss := pikkuredis.NewSessionStore(newPool(t), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, o...)...)
+		ss := pikkuredis.NewSessionStore(callersPool(t), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, o...)...)
 		t.Cleanup(func() { ss.Close() })
 		return ss, prefix
 	},
@@ -282,7 +282,7 @@ func TestGetChannelWithSession(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			cs, _, prefix := open(t)
-			ss := pikkuredis.NewSessionStore(newPool(t), pikkuredis.WithKeyPrefix(prefix))
+			ss := pikkuredis.NewSessionStore(callersPool(t), pikkuredis.WithKeyPrefix(prefix))
 			ctx := ctxT(t)
 			before := time.Now().Truncate(time.Millisecond)
 			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat", OpeningData: map[string]string{"room": "lobby"}}))
@@ -477,7 +477,7 @@ func TestTypedGetChannelWithSession(t *testing.T) {
 	cs, _, prefix := stores(t)
 	ctx := ctxT(t)
 	chats := pikkuredis.NewTyped[Opening, Session](cs)
-	sessions := pikkuredis.NewTypedSessionStore[Session](pikkuredis.NewSessionStore(newPool(t), pikkuredis.WithKeyPrefix(prefix)))
+	sessions := pikkuredis.NewTypedSessionStore[Session](pikkuredis.NewSessionStore(callersPool(t), pikkuredis.WithKeyPrefix(prefix)))
 
 	require.NoError(t, chats.AddChannel(ctx, "c1", "chat", Opening{Room: "lobby"}))
 	got, err := chats.GetChannelWithSession(ctx, "c1")
