@@ -230,10 +230,15 @@ func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any
 	var reply any
 	var err error
 	var waitUntil time.Time // the end of TRYAGAIN's pauses for a ctx without a deadline
+	askAddr := ""          // where an ASK sent the call
 	for try := 0; try < clusterTries; try++ {
-		if ct.pipelined {
+		switch {
+		case askAddr != "":
+			reply, err = ct.ask(ctx, askAddr, cmd, args)
+			askAddr = ""
+		case ct.pipelined:
 			reply, err = ct.viaLanes(ctx, slot, cmd, args)
-		} else {
+		default:
 			reply, err = ct.viaPool(ctx, key, hasKey, cmd, args)
 		}
 		re := redisc.ParseRedir(err)
@@ -242,12 +247,18 @@ func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any
 			ct.moved(re)
 			continue
 		case re != nil: // ASK: this one call goes to the importing node
-			return ct.ask(ctx, re.Addr, key, cmd, args)
+			// Not a try either: the importing node answers, or says
+			// TRYAGAIN (a multi-key call whose keys are not all there
+			// yet), which pauses.
+			askAddr = re.Addr
+			try--
+			continue
 		case redisc.IsTryAgain(err):
-			// Not a try: the slot's keys are split between two nodes
-			// until the migration has moved them all, which may take
-			// many pauses. The call waits as long as ctx lets it, or
-			// WithIOTimeout.
+			// Not a try: the keys of a multi-key call are split
+			// between the two nodes of a migrating slot until the
+			// migration has moved them all, which may take many
+			// pauses. The call waits as long as ctx lets it, or
+			// WithIOTimeout, then goes by the slot map again.
 			if _, ok := ctx.Deadline(); !ok {
 				if waitUntil.IsZero() {
 					waitUntil = time.Now().Add(ct.cfg.ioTimeout)
@@ -401,26 +412,11 @@ func (ct *clusterTransport) moved(re *redisc.RedirError) {
 // ask sends one call to the node at addr, which is importing its slot,
 // after ASKING, as an ASK redirection says: on a connection of its own
 // (a lane's next call might not follow the ASKING), dialled and bounded
-// by ctx. Over a caller's cluster, whose dial is its own, redisc's
-// RetryConn does the same, waited for aside.
-func (ct *clusterTransport) ask(ctx context.Context, addr, key, cmd string, args []any) (any, error) {
+// by ctx. Over a caller's cluster, whose dial is its own, on the pooled
+// connection redisc has to that node.
+func (ct *clusterTransport) ask(ctx context.Context, addr, cmd string, args []any) (any, error) {
 	if ct.dialNode == nil {
-		rc := ct.cluster.Get()
-		if err := redisc.BindConn(rc, key); err != nil {
-			rc.Close()
-			return nil, fmt.Errorf("connect to redis: %w", err)
-		}
-		retry, err := redisc.RetryConn(rc, clusterTries, tryAgainWait)
-		if err != nil {
-			rc.Close()
-			return nil, err
-		}
-		// RetryConn takes no timeout: it answers within the cluster's
-		// own read timeouts, and the caller leaves when ctx ends.
-		return aside(ctx, func() (any, error) {
-			defer retry.Close()
-			return retry.Do(cmd, args...)
-		})
+		return ct.askVisit(ctx, addr, cmd, args)
 	}
 	rc, err := ct.dialNode(addr)(ctx)
 	if err != nil {
@@ -432,6 +428,26 @@ func (ct *clusterTransport) ask(ctx context.Context, addr, key, cmd string, args
 	}
 	// The reply to ASKING (OK) is read first; Do returns the call's.
 	return do(ctx, rc, cmd, args...)
+}
+
+// askVisit is ask over a caller's cluster, on redisc's connection to the
+// importing node. A node that owns no slot yet is not in redisc's map:
+// the slot map is read again, and the call waits as after TRYAGAIN,
+// then goes by the map (its slot's node sends the ASK again).
+func (ct *clusterTransport) askVisit(ctx context.Context, addr, cmd string, args []any) (any, error) {
+	var reply any
+	err := error(redis.Error("TRYAGAIN ASK to " + addr + ", which redisc does not know yet"))
+	ct.refreshSoon()
+	ct.cluster.EachNode(false, func(a string, rc redis.Conn) error { //nolint:errcheck // the call's own error is kept
+		if a != addr {
+			return nil
+		}
+		if err = rc.Send("ASKING"); err == nil {
+			reply, err = sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
+		}
+		return errStopVisit
+	})
+	return reply, err
 }
 
 // refreshNow reads the slot map, or waits for the read under way, bounded
