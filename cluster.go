@@ -230,7 +230,7 @@ func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any
 	var reply any
 	var err error
 	var waitUntil time.Time // the end of TRYAGAIN's pauses for a ctx without a deadline
-	askAddr := ""          // where an ASK sent the call
+	askAddr := ""           // where an ASK sent the call
 	for try := 0; try < clusterTries; try++ {
 		switch {
 		case askAddr != "":
