@@ -279,6 +279,23 @@ func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any
 	return nil, fmt.Errorf("redis cluster: still redirected after %d tries (slot %d is moving): %w", clusterTries, slot, err)
 }
 
+// oneLine joins the lines of redisc's errors that list each node's
+// ("redisc: all nodes failed\n...") into one line, for logs.
+func oneLine(err error) error {
+	if msg := err.Error(); strings.Contains(msg, "\n") {
+		return &joinedError{msg: strings.ReplaceAll(strings.TrimSpace(msg), "\n", "; "), err: err}
+	}
+	return err
+}
+
+type joinedError struct {
+	msg string
+	err error
+}
+
+func (e *joinedError) Error() string { return e.msg }
+func (e *joinedError) Unwrap() error { return e.err }
+
 // isClusterDown says whether err is a node's CLUSTERDOWN (a slot no
 // master serves, as while a failover promotes a replica).
 func isClusterDown(err error) bool {
@@ -337,7 +354,7 @@ func (ct *clusterTransport) viaPool(ctx context.Context, key string, hasKey bool
 		if ct.closed.Load() {
 			return nil, ErrClosed
 		}
-		return nil, fmt.Errorf("connect to redis: %w", err)
+		return nil, fmt.Errorf("connect to redis: %w", oneLine(err))
 	}
 	return ct.onConn(ctx, rc, cmd, args)
 }
@@ -460,7 +477,7 @@ func (ct *clusterTransport) refreshNow(ctx context.Context) error {
 			if ct.closed.Load() {
 				return ErrClosed
 			}
-			return fmt.Errorf("connect to redis: read the cluster's slot map: %w", r.err)
+			return fmt.Errorf("connect to redis: read the cluster's slot map: %w", oneLine(r.err))
 		}
 		return nil
 	case <-ctx.Done():

@@ -13,7 +13,10 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/mna/redisc"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/pikkujs/pikkuredis"
 	"github.com/pikkujs/pikkuredis/internal/redisserver"
 )
 
@@ -173,4 +176,125 @@ func tail(s string, lines int) string {
 		ls = ls[len(ls)-lines:]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// clusterBackends are the ways a store reaches a cluster, each opened on
+// the shared cluster with opts: auto-pipelined lanes per master (the
+// default for a redis+cluster:// URL), a pool per master
+// (WithoutAutoPipelining), and a caller's *redisc.Cluster.
+func clusterBackends(t *testing.T) map[string]func(opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+	cl := sharedCluster(t)
+	return map[string]func(opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore){
+		"auto-pipelined": func(opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			return openBoth(t, cl.URL(), opts...)
+		},
+		"pooled": func(opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			return openBoth(t, cl.URL(), append(opts, pikkuredis.WithoutAutoPipelining())...)
+		},
+		"caller's cluster": func(opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+			rc := callersCluster(t, cl.URL())
+			cs, hs := pikkuredis.NewChannelStore(rc, opts...), pikkuredis.NewEventHubStore(rc, opts...)
+			t.Cleanup(func() { cs.Close(); hs.Close() })
+			return cs, hs
+		},
+	}
+}
+
+// Init loads every script on every master, and a master that lost them
+// (SCRIPT FLUSH, as a node that never saw them) runs them anyway.
+func TestClusterScriptsOnEveryMaster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	cl := sharedCluster(t)
+	masters, err := cl.Masters()
+	require.NoError(t, err)
+	require.Len(t, masters, 3)
+	for name, open := range clusterBackends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := ctxT(t)
+			for _, m := range masters {
+				c := dialURL(t, m.URL)
+				_, err := c.Do("SCRIPT", "FLUSH")
+				require.NoError(t, err)
+				c.Close()
+			}
+			cs, hs := open(pikkuredis.WithKeyPrefix("{" + newPrefix(t) + "}"))
+			require.NoError(t, cs.Init(ctx))
+			for _, m := range masters {
+				c := dialURL(t, m.URL)
+				for script, sha := range pikkuredis.ScriptSHAs() {
+					ok, err := redis.Ints(c.Do("SCRIPT", "EXISTS", sha))
+					require.NoError(t, err)
+					assert.Equal(t, []int{1}, ok, "%s is not loaded on %s", script, m.Addr)
+				}
+				_, err := c.Do("SCRIPT", "FLUSH")
+				require.NoError(t, err)
+				c.Close()
+			}
+			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "n"}))
+			ok, err := hs.Subscribe(ctx, "t", "c1")
+			require.NoError(t, err)
+			assert.True(t, ok)
+			require.NoError(t, cs.RemoveChannels(ctx, []string{"c1"}))
+			ids, err := hs.GetChannelIDsForTopic(ctx, "t")
+			require.NoError(t, err)
+			assert.Empty(t, ids)
+		})
+	}
+}
+
+// A cluster URL that cannot be read is refused when the store is opened,
+// without the password; a cluster whose nodes do not answer fails Init
+// with a connection error within the call's deadline.
+func TestClusterURLErrors(t *testing.T) {
+	_, err := pikkuredis.OpenChannelStore("redis+cluster://u:hunter2@h1:7000/3")
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "only database 0")
+	assert.NotContains(t, err.Error(), "hunter2")
+
+	addr, _ := silentListener(t)
+	for _, opts := range [][]pikkuredis.Option{nil, {pikkuredis.WithoutAutoPipelining()}} {
+		cs, err := pikkuredis.OpenChannelStore("redis+cluster://"+addr, append(opts, pikkuredis.WithKeyPrefix("{x}"))...)
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		err = cs.Init(ctx)
+		cancel()
+		assert.Error(t, err)
+		assert.Less(t, time.Since(start), 2*time.Second, "Init outlived its deadline: %v", err)
+		require.NoError(t, cs.Close())
+	}
+}
+
+// Close closes what a store built from a cluster URL, and never a
+// caller's cluster; calls after Close are ErrClosed.
+func TestClusterClose(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	cl := sharedCluster(t)
+	ctx := ctxT(t)
+	rc := callersCluster(t, cl.URL())
+	cs := pikkuredis.NewChannelStore(rc, pikkuredis.WithKeyPrefix("{"+newPrefix(t)+"}"))
+	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c", ChannelName: "n"}))
+	require.NoError(t, cs.Close())
+	assert.ErrorIs(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c", ChannelName: "n"}), pikkuredis.ErrClosed)
+	c := rc.Get()
+	_, err := c.Do("PING")
+	c.Close()
+	assert.NoError(t, err, "the caller's cluster still works")
+
+	for name, open := range clusterBackends(t) {
+		if name == "caller's cluster" {
+			continue
+		}
+		cs, hs := open(pikkuredis.WithKeyPrefix("{" + newPrefix(t) + "}"))
+		require.NoError(t, cs.Init(ctx), name)
+		require.NoError(t, cs.Close(), name)
+		require.NoError(t, hs.Close(), name)
+		assert.ErrorIs(t, cs.Init(ctx), pikkuredis.ErrClosed, name)
+		_, err := hs.Subscribe(ctx, "t", "c")
+		assert.ErrorIs(t, err, pikkuredis.ErrClosed, name)
+	}
 }
