@@ -56,7 +56,7 @@ func (lc layoutCase) stores(t testing.TB, opts ...pikkuredis.Option) (*pikkuredi
 
 // on returns the layout of a backend's stores (backends): open with this
 // layout's options.
-func (lc layoutCase) on(open func(testing.TB, ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string)) func(testing.TB, ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, keyLayout) {
+func (lc layoutCase) on(open func(testing.TB, ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string)) storesFunc {
 	return func(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, keyLayout) {
 		cs, hs, prefix := open(t, lc.opts(opts...)...)
 		return cs, hs, keyLayout{prefix: prefix, shards: lc.shards}
@@ -181,4 +181,35 @@ func tagOfSlot(slot int) string {
 			return s
 		}
 	}
+}
+
+// storesFunc opens both stores on a fresh prefix and says where their
+// keys are.
+type storesFunc func(testing.TB, ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, keyLayout)
+
+// layoutBackends is every backend (backends) in every layout, named
+// "backend/layout".
+func layoutBackends() map[string]storesFunc {
+	out := map[string]storesFunc{}
+	for name, open := range backends {
+		for _, lc := range layoutCases {
+			out[name+"/"+lc.name] = lc.on(open)
+		}
+	}
+	return out
+}
+
+// layoutSessionBackends is every session backend (sessionBackends) in
+// every layout, named "backend/layout".
+func layoutSessionBackends() map[string]func(testing.TB, ...pikkuredis.Option) (*pikkuredis.SessionStore, keyLayout) {
+	out := map[string]func(testing.TB, ...pikkuredis.Option) (*pikkuredis.SessionStore, keyLayout){}
+	for name, open := range sessionBackends {
+		for _, lc := range layoutCases {
+			out[name+"/"+lc.name] = func(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.SessionStore, keyLayout) {
+				ss, prefix := open(t, lc.opts(opts...)...)
+				return ss, keyLayout{prefix: prefix, shards: lc.shards}
+			}
+		}
+	}
+	return out
 }

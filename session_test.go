@@ -62,14 +62,15 @@ func pttl(t testing.TB, c redis.Conn, key string) int64 {
 }
 
 func TestSessionStoreSetGetClear(t *testing.T) {
-	for name, open := range sessionBackends {
+	for name, open := range layoutSessionBackends() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			ss, prefix := open(t)
+			ss, k := open(t)
+			prefix := k.prefix
 			ctx := ctxT(t)
 			c := dialRaw(t)
 			defer c.Close()
-			key := prefix + ":session:u-42"
+			key := k.session("u-42")
 
 			_, ok, err := ss.Get(ctx, "u-42")
 			require.NoError(t, err)
@@ -278,11 +279,11 @@ func TestSessionStoreInitChecksEvictionPolicy(t *testing.T) {
 }
 
 func TestGetChannelWithSession(t *testing.T) {
-	for name, open := range backends {
+	for name, open := range layoutBackends() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			cs, _, prefix := open(t)
-			ss := pikkuredis.NewSessionStore(newPool(t), pikkuredis.WithKeyPrefix(prefix))
+			cs, _, k := open(t)
+			ss := pikkuredis.NewSessionStore(newPool(t), pikkuredis.WithKeyPrefix(k.prefix), pikkuredis.WithShards(k.shards))
 			ctx := ctxT(t)
 			before := time.Now().Truncate(time.Millisecond)
 			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat", OpeningData: map[string]string{"room": "lobby"}}))
@@ -375,17 +376,40 @@ func TestGetChannelWithSessionReadsItsOwnPrefix(t *testing.T) {
 // old user's session deleted. Every read must name a user and return that
 // user's session. (Read as two calls, GetChannel then Get, a read that
 // falls between them finds the named user's session already deleted.)
+// In the sharded layout the users are of the channel's shard, where the
+// read is one script.
 func TestGetChannelWithSessionIsAtomic(t *testing.T) {
-	cs, _, prefix := stores(t)
+	forLayouts(t, testGetChannelWithSessionIsAtomic)
+}
+
+func testGetChannelWithSessionIsAtomic(t *testing.T, lc layoutCase) {
+	cs, _, k := lc.stores(t)
 	ctx := ctxT(t)
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
 	w := dialRaw(t)
 	defer w.Close()
+	// user(n) is "u<n>" in the standard layout; in the sharded one the
+	// nth "u<m>" of the channel's shard.
+	var users []string
+	next := 0
+	user := func(n int) string {
+		if n < 0 {
+			return "u-none"
+		}
+		for len(users) <= n {
+			u := fmt.Sprint("u", next)
+			next++
+			if k.shards == 0 || k.shardOf(u) == k.shardOf("c1") {
+				users = append(users, u)
+			}
+		}
+		return users[n]
+	}
 	move := func(from, to int) error {
 		w.Send("MULTI")
-		w.Send("HSET", prefix+":channel:c1", "pikkuUserId", fmt.Sprint("u", to))
-		w.Send("SET", fmt.Sprint(prefix, ":session:u", to), fmt.Sprintf(`{"userId":"u%d"}`, to))
-		w.Send("DEL", fmt.Sprint(prefix, ":session:u", from))
+		w.Send("HSET", k.channel("c1"), "pikkuUserId", user(to))
+		w.Send("SET", k.session(user(to)), fmt.Sprintf(`{"userId":%q}`, user(to)))
+		w.Send("DEL", k.session(user(from)))
 		_, err := w.Do("EXEC")
 		return err
 	}
