@@ -15,7 +15,9 @@ import (
 // DEL. Go and TypeScript servers on the same Redis and prefix share the
 // sessions both ways. A channel names its user with
 // ChannelStore.SetPikkuUserID; ChannelStore.GetChannelWithSession reads a
-// channel and its user's session in one atomic step.
+// channel and its user's session in one atomic step. In the sharded layout
+// (WithShards, the same n as the ChannelStore's) the key is under the
+// prefix of the user id's shard, {prefix}:{tag}:session:{pikkuUserId}.
 //
 // It is safe for concurrent use. Each call is one command on one key, so
 // it runs no script.
