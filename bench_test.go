@@ -253,6 +253,48 @@ func BenchmarkGetChannelIDsForTopic(b *testing.B) {
 	}
 }
 
+// BenchmarkShardedSubscribe is BenchmarkSubscribe in the sharded layout
+// (WithShards(16)): the same one script call, on the channel's shard.
+func BenchmarkShardedSubscribe(b *testing.B) {
+	eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+		_, hs, _ := openStores(b, pikkuredis.WithShards(testShards))
+		return func(ctx context.Context, i int) error {
+			_, err := hs.Subscribe(ctx, "news", "c"+strconv.Itoa(i%1000))
+			return err
+		}
+	})
+}
+
+// BenchmarkShardedGetChannelIDsForTopic is BenchmarkGetChannelIDsForTopic
+// in the sharded layout (WithShards(16)): the topic's ids spread over 16
+// sets, one SMEMBERS each, sent at once.
+func BenchmarkShardedGetChannelIDsForTopic(b *testing.B) {
+	for _, members := range []int{100, 100_000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			eachCallers(b, func(b *testing.B) func(context.Context, int) error {
+				_, hs, prefix := openStores(b, pikkuredis.WithShards(testShards))
+				k := keyLayout{prefix: prefix, shards: testShards}
+				c := dialRaw(b)
+				defer c.Close()
+				for i := 0; i < members; i++ {
+					id := "c" + strconv.Itoa(i)
+					c.Send("SADD", k.topic("big", id), id)
+				}
+				if _, err := c.Do(""); err != nil {
+					b.Fatal(err)
+				}
+				return func(ctx context.Context, i int) error {
+					ids, err := hs.GetChannelIDsForTopic(ctx, "big")
+					if err == nil && len(ids) != members {
+						err = fmt.Errorf("got %d ids, want %d", len(ids), members)
+					}
+					return err
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkPipelineConns measures Subscribe at 64 callers over 1, 2 and 4
 // pipelined connections, and over the pool WithoutAutoPipelining gives:
 // what DefaultPipelineConns is chosen from.

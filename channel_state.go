@@ -85,7 +85,7 @@ func (s *ChannelStore) GetState(ctx context.Context, channelID string) (state js
 	if err := checkID(channelID); err != nil {
 		return nil, false, wrap(op, err)
 	}
-	key := s.c.key().channel(channelID)
+	key := s.c.keysOf(channelID).channel(channelID)
 	raw, err := redis.Bytes(s.c.do(ctx, "HGET", key, fieldState))
 	if err == redis.ErrNil {
 		return nil, false, nil
@@ -137,18 +137,42 @@ type ChannelWithSession struct {
 // under the store's own key prefix, {prefix}:session:{pikkuUserId}, where
 // a SessionStore with the same WithKeyPrefix keeps it. A missing channel
 // is ErrChannelNotFound; a stored session that is not JSON is an error.
+//
+// In the sharded layout (WithShards) the session lives in the shard of
+// the user id, the channel in that of the channel id. Where they are the
+// same shard, the read is one atomic step as above; where they differ,
+// the script reads the channel and its user id, and a second call (GET)
+// reads the session from the user's shard: the two reads are then not
+// one snapshot, and a user that changes in between can give the channel's
+// new user with no session yet, or the old one with the session it had.
 func (s *ChannelStore) GetChannelWithSession(ctx context.Context, channelID string) (ChannelWithSession, error) {
 	const op = "get channel with session"
 	if err := checkID(channelID); err != nil {
 		return ChannelWithSession{}, wrap(op, err)
 	}
-	args := []any{nil, nil, s.c.key().channel(channelID), s.c.key().prefix}
-	vals, err := redis.ByteSlices(getChannelWithSessionScript.run(ctx, s.c, 1, args))
+	k, want := s.c.keysOf(channelID), 6
+	args := []any{nil, nil, k.channel(channelID), k.prefix}
+	if n := s.c.shards(); n > 0 {
+		// The sharded form: the script reads the session only when the
+		// user's shard is the channel's, and says when it is not.
+		args, want = append(args, n, shardOf(channelID, n)), 7
+	}
+	reply, err := redis.Values(getChannelWithSessionScript.run(ctx, s.c, 1, args))
+	if err == nil && len(reply) != want {
+		err = fmt.Errorf("script %s replied with %d values, want %d", getChannelWithSessionScript.name, len(reply), want)
+	}
+	var vals [][]byte
+	if err == nil {
+		vals, err = redis.ByteSlices(reply[:6], nil)
+	}
+	elsewhere := false
+	if err == nil && want == 7 {
+		var n int
+		n, err = redis.Int(reply[6], nil)
+		elsewhere = n == 1
+	}
 	if err != nil {
 		return ChannelWithSession{}, wrap(op, err)
-	}
-	if len(vals) != 6 {
-		return ChannelWithSession{}, wrap(op, fmt.Errorf("script %s replied with %d values, want 6", getChannelWithSessionScript.name, len(vals)))
 	}
 	h, err := channelFields(channelID, vals[:4])
 	if err != nil {
@@ -161,7 +185,19 @@ func (s *ChannelStore) GetChannelWithSession(ctx context.Context, channelID stri
 		PikkuUserID: string(vals[4]),
 		CreatedAt:   h.createdAt,
 	}}
-	out.Session, out.HasSession, err = sessionJSON(out.PikkuUserID, vals[5])
+	session := vals[5]
+	if elsewhere {
+		// The session lives in the user's shard: read it there.
+		key := s.c.keysOf(out.PikkuUserID).session(out.PikkuUserID)
+		session, err = redis.Bytes(s.c.do(ctx, "GET", key))
+		if err == redis.ErrNil {
+			session, err = nil, nil
+		}
+		if err != nil {
+			return ChannelWithSession{}, wrap(op, onKey(key, err))
+		}
+	}
+	out.Session, out.HasSession, err = sessionJSON(out.PikkuUserID, session)
 	if err != nil {
 		return ChannelWithSession{}, wrap(op, err)
 	}

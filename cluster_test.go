@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,7 +28,6 @@ import (
 // tests' hash tag.
 const (
 	clusterURLEnv = "PIKKUREDIS_TEST_CLUSTER_URL" // redis+cluster://... the stores open
-	clusterRawEnv = "PIKKUREDIS_TEST_CLUSTER_RAW" // redis://... of the master of testTag's slot
 )
 
 // testTag is the hash tag of every test prefix on a cluster: all of a
@@ -39,11 +39,37 @@ var testPrefixStem = "pikkuredis-test-"
 
 func onCluster() bool { return os.Getenv(clusterURLEnv) != "" }
 
-// runOnCluster is TestMain in the run of the suites on a cluster.
+// clusterLayoutEnv names the key layout of a run on a cluster:
+// "standard" (every test prefix under testTag) or "sharded" (WithShards).
+const clusterLayoutEnv = "PIKKUREDIS_TEST_CLUSTER_LAYOUT"
+
+// layoutOpts are the options every test store gets before its own:
+// WithShards on a sharded cluster run, none otherwise.
+var layoutOpts []pikkuredis.Option
+
+// withPrefix is the options of a test store on prefix: WithKeyPrefix,
+// the run's layout, then opts.
+func withPrefix(prefix string, opts ...pikkuredis.Option) []pikkuredis.Option {
+	return append(append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, layoutOpts...), opts...)
+}
+
+// runOnCluster is TestMain in the run of the suites on a cluster: the
+// stores open the cluster's URL, in the layout the parent asked for.
 func runOnCluster(m *testing.M) int {
-	redisURL, rawURL = os.Getenv(clusterURLEnv), os.Getenv(clusterRawEnv)
-	testPrefixStem = testTag + "-"
-	fmt.Fprintf(os.Stderr, "pikkuredis tests: on the Redis Cluster %s\n", redisURL)
+	redisURL, rawURL = os.Getenv(clusterURLEnv), os.Getenv(clusterURLEnv)
+	layout := os.Getenv(clusterLayoutEnv)
+	switch layout {
+	case "standard":
+		testPrefixStem = testTag + "-"
+		layoutCases = []layoutCase{{"standard", 0}}
+	case "sharded":
+		layoutOpts = []pikkuredis.Option{pikkuredis.WithShards(testShards)}
+		layoutCases = []layoutCase{{"sharded", testShards}}
+	default:
+		fmt.Fprintf(os.Stderr, "%s=%q: want standard or sharded\n", clusterLayoutEnv, layout)
+		return 2
+	}
+	fmt.Fprintf(os.Stderr, "pikkuredis tests: on the Redis Cluster %s, %s layout\n", redisURL, layout)
 	return m.Run()
 }
 
@@ -60,11 +86,18 @@ var clusterSuites = []string{
 	"TestConcurrentMixKeepsIndexesConsistent", "TestOddIDsAndTopicsRoundTrip", "TestBadInputIsRefusedAndWritesNothing",
 	"TestScriptErrorsNameTheScript", "TestCorruptStoredJSONIsAnError", "TestTypedView",
 	// channel_state_test.go, session_test.go, leases_test.go, scan_test.go, repair_test.go
-	"TestPikkuUserIDSetGetClear", "TestStateSetGetClear", "TestBothAPIsShareTheHash", "TestChannelStateOnMissingChannelWritesNothing",
 	"TestGetChannelWithSession", "TestGetChannelWithSessionIsAtomic",
 	"TestTouchChannels", "TestSweepExpiredRemovesEveryExpiredChannel",
-	"TestScanChannelIDsForTopicReturnsEveryMember",
 	"TestRepairRemovesOrphanedSubscriptions", "TestRepairNeverTouchesLiveChannels",
+}
+
+// clusterLayoutSuites are the suites of one layout only: they write that
+// layout's keys themselves.
+var clusterLayoutSuites = map[string][]string{
+	"standard": {"TestScanChannelIDsForTopicReturnsEveryMember", "TestChannelStateOnMissingChannelWritesNothing",
+		"TestPikkuUserIDSetGetClear", "TestStateSetGetClear", "TestBothAPIsShareTheHash"},
+	"sharded": {"TestShardedKeysOfAChannelShareOneSlot", "TestShardedTopicReadsEveryShard", "TestShardedRemoveAndTouchAcrossShards",
+		"TestShardedGetChannelWithSession", "TestShardedRepairFindsOrphansInEveryShard"},
 }
 
 var shared struct {
@@ -149,25 +182,38 @@ func TestClusterSuites(t *testing.T) {
 		t.Skip("starts a cluster and runs the suites again on it")
 	}
 	cl := sharedCluster(t)
-	master, err := cl.MasterOf(redisc.Slot(testTag))
-	if err != nil {
-		t.Fatal(err)
+	for _, layout := range []string{"standard", "sharded"} {
+		t.Run(layout, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			suites := append(slices.Clone(clusterSuites), clusterLayoutSuites[layout]...)
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^("+strings.Join(suites, "|")+")$", "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), clusterURLEnv+"="+cl.URL(), clusterLayoutEnv+"="+layout)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("the suites on the cluster failed (%v):\n%s", err, tail(failures(string(out)), 300))
+			}
+			for _, name := range suites {
+				if !strings.Contains(string(out), "--- PASS: "+name+" ") {
+					t.Errorf("%s did not pass on the cluster (skipped, or not run)", name)
+				}
+			}
+			t.Logf("%d tests and subtests passed on the cluster %s", strings.Count(string(out), "--- PASS: Test"), cl.URL())
+		})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^("+strings.Join(clusterSuites, "|")+")$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), clusterURLEnv+"="+cl.URL(), clusterRawEnv+"="+master.URL)
-	out, err := cmd.CombinedOutput()
-	passed := strings.Count(string(out), "--- PASS: Test")
-	if err != nil {
-		t.Fatalf("the suites on the cluster failed (%v):\n%s", err, tail(string(out), 200))
-	}
-	for _, name := range clusterSuites {
-		if !strings.Contains(string(out), "--- PASS: "+name+" ") {
-			t.Errorf("%s did not pass on the cluster (skipped, or not run)", name)
+}
+
+// failures is go test -v output without the lines of what passed.
+func failures(out string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- PASS") {
+			continue
 		}
+		keep = append(keep, l)
 	}
-	t.Logf("%d suites passed on the cluster %s", passed, cl.URL())
+	return strings.Join(keep, "\n")
 }
 
 func tail(s string, lines int) string {
@@ -297,4 +343,159 @@ func TestClusterClose(t *testing.T) {
 		_, err := hs.Subscribe(ctx, "t", "c")
 		assert.ErrorIs(t, err, pikkuredis.ErrClosed, name)
 	}
+}
+
+// clusterConn is the tests' own connection to the cluster of a cluster
+// run, for checking what the stores wrote: each command goes to the
+// master of its first argument's slot (following MOVED and ASK), a MULTI
+// ... EXEC runs as one transaction per slot (atomic per shard, which is
+// what the index invariants need: a channel's subs set and its topic
+// memberships share its shard's slot), and scanKeys scans every master.
+type clusterConn struct {
+	cl     *redisc.Cluster
+	multi  bool
+	queued [][]any // command and arguments, after MULTI
+}
+
+var rawCluster struct {
+	once sync.Once
+	cl   *redisc.Cluster
+	err  error
+}
+
+func dialCluster() (redis.Conn, error) {
+	rawCluster.once.Do(func() {
+		addrs := strings.Split(strings.TrimPrefix(redisURL, "redis+cluster://"), ",")
+		cl := &redisc.Cluster{
+			StartupNodes: addrs,
+			DialOptions:  []redis.DialOption{redis.DialConnectTimeout(2 * time.Second), redis.DialReadTimeout(10 * time.Second)},
+			CreatePool: func(addr string, opts ...redis.DialOption) (*redis.Pool, error) {
+				return &redis.Pool{MaxIdle: 8, Dial: func() (redis.Conn, error) { return redis.Dial("tcp", addr, opts...) }}, nil
+			},
+		}
+		rawCluster.cl, rawCluster.err = cl, cl.Refresh()
+	})
+	if rawCluster.err != nil {
+		return nil, rawCluster.err
+	}
+	return &clusterConn{cl: rawCluster.cl}, nil
+}
+
+func keyArg(args []any) string {
+	if len(args) == 0 {
+		return ""
+	}
+	switch v := args[0].(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return fmt.Sprint(args[0])
+}
+
+// bound is a connection to the master of key's slot.
+func (c *clusterConn) bound(key string) (redis.Conn, error) {
+	rc := c.cl.Get()
+	if err := redisc.BindConn(rc, key); err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return rc, nil
+}
+
+func (c *clusterConn) Do(cmd string, args ...any) (any, error) {
+	switch cmd {
+	case "EXEC":
+		if c.multi {
+			return c.exec()
+		}
+	case "SCAN", "KEYS", "MULTI":
+		return nil, fmt.Errorf("clusterConn: %s spans the masters: use scanKeys, or Send MULTI", cmd)
+	}
+	rc, err := c.bound(keyArg(args))
+	if err != nil {
+		return nil, err
+	}
+	retry, err := redisc.RetryConn(rc, 10, 20*time.Millisecond)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	defer retry.Close()
+	return retry.Do(cmd, args...)
+}
+
+func (c *clusterConn) Send(cmd string, args ...any) error {
+	switch {
+	case cmd == "MULTI":
+		c.multi, c.queued = true, nil
+	case c.multi:
+		c.queued = append(c.queued, append([]any{cmd}, args...))
+	default:
+		return errors.New("clusterConn: Send is only for MULTI ... EXEC")
+	}
+	return nil
+}
+
+// exec runs the queued commands as one MULTI ... EXEC per slot, and
+// returns their replies in the order they were queued.
+func (c *clusterConn) exec() (any, error) {
+	queued := c.queued
+	c.multi, c.queued = false, nil
+	bySlot := map[int][]int{}
+	for i, q := range queued {
+		slot := redisc.Slot(keyArg(q[1:]))
+		bySlot[slot] = append(bySlot[slot], i)
+	}
+	out := make([]any, len(queued))
+	for _, idx := range bySlot {
+		rc, err := c.bound(keyArg(queued[idx[0]][1:]))
+		if err != nil {
+			return nil, err
+		}
+		rc.Send("MULTI")
+		for _, i := range idx {
+			rc.Send(queued[i][0].(string), queued[i][1:]...)
+		}
+		replies, err := redis.Values(rc.Do("EXEC"))
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			out[i] = replies[j]
+		}
+	}
+	return out, nil
+}
+
+func (c *clusterConn) Flush() error          { return nil }
+func (c *clusterConn) Receive() (any, error) { return nil, errors.New("clusterConn: no Receive") }
+func (c *clusterConn) Err() error            { return nil }
+func (c *clusterConn) Close() error          { return nil }
+
+// scanKeys lists every key under prefix on every master.
+func (c *clusterConn) scanKeys(t testing.TB, prefix string) []string {
+	t.Helper()
+	var out []string
+	err := c.cl.EachNode(false, func(_ string, rc redis.Conn) error {
+		cursor := "0"
+		for {
+			reply, err := redis.Values(rc.Do("SCAN", cursor, "MATCH", prefix+":*", "COUNT", 1000))
+			if err != nil {
+				return err
+			}
+			cursor, _ = redis.String(reply[0], nil)
+			keys, _ := redis.Strings(reply[1], nil)
+			out = append(out, keys...)
+			if cursor == "0" {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("scan the masters: %v", err)
+	}
+	return out
 }

@@ -48,13 +48,19 @@ type conn struct {
 	closed atomic.Bool
 	done   chan struct{} // closed by close, for loops that wait between calls
 
+	// layoutErr is why the key layout cannot be used (layout.go), for
+	// every call to return; nil when it can.
+	layoutErr error
+
 	// release frees what the dial of a store opened from a URL holds
 	// (its connections to Redis Sentinel); nil when nothing.
 	release func()
 }
 
 func newConn(t transport, cfg config) *conn {
-	return &conn{t: t, keys: keys{prefix: cfg.prefix}, cfg: cfg, done: make(chan struct{})}
+	c := &conn{t: t, keys: keys{prefix: cfg.prefix}, cfg: cfg, done: make(chan struct{})}
+	c.layoutErr = layoutError(cfg, isCluster(t))
+	return c
 }
 
 // connOver is the conn of a store over a caller's pool; nil pool gives
@@ -130,6 +136,9 @@ func (c *conn) opts() *config {
 func (c *conn) usable() error {
 	if c == nil || c.t == nil {
 		return errNoPool
+	}
+	if c.layoutErr != nil {
+		return c.layoutErr
 	}
 	if c.closed.Load() {
 		return ErrClosed

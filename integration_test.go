@@ -152,7 +152,21 @@ func newPrefix(t testing.TB) string {
 // dialRaw opens a plain redigo connection to check what the store wrote.
 func dialRaw(t testing.TB) redis.Conn {
 	t.Helper()
-	return dialURL(t, rawURL)
+	c, err := dialRawErr()
+	if err != nil {
+		t.Fatalf("dial %s: %v", redisurl.Redact(rawURL), err)
+	}
+	return c
+}
+
+// dialRawErr is dialRaw for a goroutine: the test Redis, or, when the
+// suites run on a cluster, a connection that sends each command to its
+// key's master (clusterConn).
+func dialRawErr() (redis.Conn, error) {
+	if onCluster() {
+		return dialCluster()
+	}
+	return redis.DialURL(rawURL, redis.DialReadTimeout(10*time.Second))
 }
 
 func dialURL(t testing.TB, url string) redis.Conn {
@@ -168,6 +182,9 @@ func dialURL(t testing.TB, url string) redis.Conn {
 // glob characters; everything after it may.
 func scanKeys(t testing.TB, c redis.Conn, prefix string) []string {
 	t.Helper()
+	if cc, ok := c.(*clusterConn); ok {
+		return cc.scanKeys(t, prefix)
+	}
 	var out []string
 	cursor := "0"
 	for {
@@ -352,7 +369,7 @@ func oddStrings() map[string]string {
 func stores(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string) {
 	t.Helper()
 	prefix := newPrefix(t)
-	opts = append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)
+	opts = withPrefix(prefix, opts...)
 	cs, err := pikkuredis.OpenChannelStore(redisURL, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -371,7 +388,7 @@ func sharedPoolStores(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.Chan
 	t.Helper()
 	prefix := newPrefix(t)
 	pool := callersPool(t)
-	opts = append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)
+	opts = withPrefix(prefix, opts...)
 	cs := pikkuredis.NewChannelStore(pool, opts...)
 	hs := pikkuredis.NewEventHubStore(pool, opts...)
 	t.Cleanup(func() { cs.Close(); hs.Close() })
@@ -399,8 +416,10 @@ func ctxT(t testing.TB) context.Context {
 
 // --- The conformance cases of Pikku's own store suites ---
 
-func TestAddThenGet(t *testing.T) {
-	cs, _, _ := stores(t)
+func TestAddThenGet(t *testing.T) { forLayouts(t, testAddThenGet) }
+
+func testAddThenGet(t *testing.T, lc layoutCase) {
+	cs, _, _ := lc.stores(t)
 	ctx := ctxT(t)
 	before := time.Now().Truncate(time.Millisecond)
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{
@@ -418,8 +437,10 @@ func TestAddThenGet(t *testing.T) {
 	assert.False(t, got.CreatedAt.After(after), "createdAt %v after %v", got.CreatedAt, after)
 }
 
-func TestSessionSetReplaceClear(t *testing.T) {
-	cs, _, _ := stores(t)
+func TestSessionSetReplaceClear(t *testing.T) { forLayouts(t, testSessionSetReplaceClear) }
+
+func testSessionSetReplaceClear(t *testing.T, lc layoutCase) {
+	cs, _, _ := lc.stores(t)
 	ctx := ctxT(t)
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat"}))
 
@@ -454,7 +475,11 @@ func TestSessionSetReplaceClear(t *testing.T) {
 }
 
 func TestAbsentJSONIsAFreshEmptyObject(t *testing.T) {
-	cs, _, _ := stores(t)
+	forLayouts(t, testAbsentJSONIsAFreshEmptyObject)
+}
+
+func testAbsentJSONIsAFreshEmptyObject(t *testing.T, lc layoutCase) {
+	cs, _, _ := lc.stores(t)
 	ctx := ctxT(t)
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
 	a, err := cs.GetChannelAndSession(ctx, "c1")
@@ -466,8 +491,10 @@ func TestAbsentJSONIsAFreshEmptyObject(t *testing.T) {
 	assert.Equal(t, "{}", string(b.OpeningData))
 }
 
-func TestMissingChannelIsNotFound(t *testing.T) {
-	cs, _, _ := stores(t)
+func TestMissingChannelIsNotFound(t *testing.T) { forLayouts(t, testMissingChannelIsNotFound) }
+
+func testMissingChannelIsNotFound(t *testing.T, lc layoutCase) {
+	cs, _, _ := lc.stores(t)
 	ctx := ctxT(t)
 	_, err := cs.GetChannelAndSession(ctx, "nope-42")
 	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
@@ -475,28 +502,36 @@ func TestMissingChannelIsNotFound(t *testing.T) {
 }
 
 func TestGetHashWithoutChannelIDIsNotFound(t *testing.T) {
-	cs, _, prefix := stores(t)
+	forLayouts(t, testGetHashWithoutChannelIDIsNotFound)
+}
+
+func testGetHashWithoutChannelIDIsNotFound(t *testing.T, lc layoutCase) {
+	cs, _, k := lc.stores(t)
 	c := dialRaw(t)
 	defer c.Close()
-	_, err := c.Do("HSET", prefix+":channel:half", "userSession", `{"a":1}`)
+	_, err := c.Do("HSET", k.channel("half"), "userSession", `{"a":1}`)
 	require.NoError(t, err)
 	_, err = cs.GetChannelAndSession(ctxT(t), "half")
 	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
 }
 
-func TestRemoveChannelsEmptyIsNoop(t *testing.T) {
-	cs, _, prefix := stores(t)
+func TestRemoveChannelsEmptyIsNoop(t *testing.T) { forLayouts(t, testRemoveChannelsEmptyIsNoop) }
+
+func testRemoveChannelsEmptyIsNoop(t *testing.T, lc layoutCase) {
+	cs, _, k := lc.stores(t)
 	ctx := ctxT(t)
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
 	require.NoError(t, cs.RemoveChannels(ctx, nil))
 	require.NoError(t, cs.RemoveChannels(ctx, []string{}))
 	c := dialRaw(t)
 	defer c.Close()
-	assert.Equal(t, []string{prefix + ":channel:c1"}, scanKeys(t, c, prefix))
+	assert.Equal(t, []string{k.channel("c1")}, scanKeys(t, c, k.prefix))
 }
 
-func TestSubscribeTwiceReturnsTrue(t *testing.T) {
-	_, hs, _ := stores(t)
+func TestSubscribeTwiceReturnsTrue(t *testing.T) { forLayouts(t, testSubscribeTwiceReturnsTrue) }
+
+func testSubscribeTwiceReturnsTrue(t *testing.T, lc layoutCase) {
+	_, hs, _ := lc.stores(t)
 	ctx := ctxT(t)
 	for i := 0; i < 2; i++ {
 		ok, err := hs.Subscribe(ctx, "news", "c1")
@@ -508,8 +543,10 @@ func TestSubscribeTwiceReturnsTrue(t *testing.T) {
 	assert.Equal(t, []string{"c1"}, ids)
 }
 
-func TestUnsubscribeTrueThenFalse(t *testing.T) {
-	_, hs, _ := stores(t)
+func TestUnsubscribeTrueThenFalse(t *testing.T) { forLayouts(t, testUnsubscribeTrueThenFalse) }
+
+func testUnsubscribeTrueThenFalse(t *testing.T, lc layoutCase) {
+	_, hs, _ := lc.stores(t)
 	ctx := ctxT(t)
 	_, err := hs.Subscribe(ctx, "news", "c1")
 	require.NoError(t, err)
@@ -524,8 +561,10 @@ func TestUnsubscribeTrueThenFalse(t *testing.T) {
 	assert.False(t, ok)
 }
 
-func TestUnknownTopicIsEmptyNonNil(t *testing.T) {
-	_, hs, _ := stores(t)
+func TestUnknownTopicIsEmptyNonNil(t *testing.T) { forLayouts(t, testUnknownTopicIsEmptyNonNil) }
+
+func testUnknownTopicIsEmptyNonNil(t *testing.T, lc layoutCase) {
+	_, hs, _ := lc.stores(t)
 	ids, err := hs.GetChannelIDsForTopic(ctxT(t), "nobody-here")
 	require.NoError(t, err)
 	require.NotNil(t, ids)
@@ -534,8 +573,10 @@ func TestUnknownTopicIsEmptyNonNil(t *testing.T) {
 
 // --- The exact bytes in Redis ---
 
-func TestLayoutExactFieldsAndSets(t *testing.T) {
-	cs, hs, prefix := stores(t)
+func TestLayoutExactFieldsAndSets(t *testing.T) { forLayouts(t, testLayoutExactFieldsAndSets) }
+
+func testLayoutExactFieldsAndSets(t *testing.T, lc layoutCase) {
+	cs, hs, k := lc.stores(t)
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
@@ -550,7 +591,7 @@ func TestLayoutExactFieldsAndSets(t *testing.T) {
 	}))
 	after := time.Now().UnixMilli()
 
-	h, err := redis.StringMap(c.Do("HGETALL", prefix+":channel:c1"))
+	h, err := redis.StringMap(c.Do("HGETALL", k.channel("c1")))
 	require.NoError(t, err)
 	created, err := strconv.ParseInt(h["createdAt"], 10, 64)
 	require.NoError(t, err, "createdAt must be decimal milliseconds, got %q", h["createdAt"])
@@ -565,12 +606,12 @@ func TestLayoutExactFieldsAndSets(t *testing.T) {
 	}, h, "no userSession field until a session is set")
 
 	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]any{"userId": "u1", "roles": []string{"a<b"}}))
-	s, err := redis.String(c.Do("HGET", prefix+":channel:c1", "userSession"))
+	s, err := redis.String(c.Do("HGET", k.channel("c1"), "userSession"))
 	require.NoError(t, err)
 	assert.Equal(t, `{"roles":["a<b"],"userId":"u1"}`, s)
 
 	require.NoError(t, cs.SetUserSession(ctx, "c1", nil))
-	exists, err := redis.Int(c.Do("HEXISTS", prefix+":channel:c1", "userSession"))
+	exists, err := redis.Int(c.Do("HEXISTS", k.channel("c1"), "userSession"))
 	require.NoError(t, err)
 	assert.Equal(t, 0, exists, "a cleared session removes the field")
 
@@ -578,20 +619,24 @@ func TestLayoutExactFieldsAndSets(t *testing.T) {
 	require.NoError(t, err)
 	_, err = hs.Subscribe(ctx, "sport", "c1")
 	require.NoError(t, err)
-	topic, err := redis.Strings(c.Do("SMEMBERS", prefix+":topic:news"))
+	topic, err := redis.Strings(c.Do("SMEMBERS", k.topic("news", "c1")))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"c1"}, topic)
-	subs, err := redis.Strings(c.Do("SMEMBERS", prefix+":subs:c1"))
+	subs, err := redis.Strings(c.Do("SMEMBERS", k.subs("c1")))
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"news", "sport"}, subs)
 
 	assert.ElementsMatch(t, []string{
-		prefix + ":channel:c1", prefix + ":topic:news", prefix + ":topic:sport", prefix + ":subs:c1",
-	}, scanKeys(t, c, prefix))
+		k.channel("c1"), k.topic("news", "c1"), k.topic("sport", "c1"), k.subs("c1"),
+	}, scanKeys(t, c, k.prefix))
 }
 
 func TestOpeningDataFalsyIsEmptyObject(t *testing.T) {
-	cs, _, prefix := stores(t)
+	forLayouts(t, testOpeningDataFalsyIsEmptyObject)
+}
+
+func testOpeningDataFalsyIsEmptyObject(t *testing.T, lc layoutCase) {
+	cs, _, k := lc.stores(t)
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
@@ -600,14 +645,18 @@ func TestOpeningDataFalsyIsEmptyObject(t *testing.T) {
 	for i, data := range []any{nil, json.RawMessage("null"), nilPtr, false, 0, 0.0, ""} {
 		id := fmt.Sprintf("c%d", i)
 		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, OpeningData: data}))
-		raw, err := redis.String(c.Do("HGET", prefix+":channel:"+id, "openingData"))
+		raw, err := redis.String(c.Do("HGET", k.channel(id), "openingData"))
 		require.NoError(t, err)
 		assert.Equal(t, "{}", raw, "opening data %#v", data)
 	}
 }
 
 func TestAddChannelOverwriteKeepsSession(t *testing.T) {
-	cs, _, _ := stores(t)
+	forLayouts(t, testAddChannelOverwriteKeepsSession)
+}
+
+func testAddChannelOverwriteKeepsSession(t *testing.T, lc layoutCase) {
+	cs, _, _ := lc.stores(t)
 	ctx := ctxT(t)
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "old", OpeningData: map[string]int{"v": 1}}))
 	require.NoError(t, cs.SetUserSession(ctx, "c1", map[string]string{"userId": "u1"}))
@@ -625,7 +674,11 @@ func TestAddChannelOverwriteKeepsSession(t *testing.T) {
 }
 
 func TestSetUserSessionOnMissingChannelWritesNothing(t *testing.T) {
-	cs, _, prefix := stores(t)
+	forLayouts(t, testSetUserSessionOnMissingChannelWritesNothing)
+}
+
+func testSetUserSessionOnMissingChannelWritesNothing(t *testing.T, lc layoutCase) {
+	cs, _, k := lc.stores(t)
 	ctx := ctxT(t)
 	err := cs.SetUserSession(ctx, "ghost", map[string]string{"userId": "u1"})
 	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
@@ -634,7 +687,7 @@ func TestSetUserSessionOnMissingChannelWritesNothing(t *testing.T) {
 	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound, "clearing a missing channel's session")
 	c := dialRaw(t)
 	defer c.Close()
-	assert.Empty(t, scanKeys(t, c, prefix))
+	assert.Empty(t, scanKeys(t, c, k.prefix))
 }
 
 // --- RemoveChannels ---
@@ -657,7 +710,11 @@ func populate(t testing.TB, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHub
 }
 
 func TestRemoveChannelsLargeLeavesNoTrace(t *testing.T) {
-	cs, hs, prefix := stores(t)
+	forLayouts(t, testRemoveChannelsLargeLeavesNoTrace)
+}
+
+func testRemoveChannelsLargeLeavesNoTrace(t *testing.T, lc layoutCase) {
+	cs, hs, k := lc.stores(t)
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
@@ -680,9 +737,7 @@ func TestRemoveChannelsLargeLeavesNoTrace(t *testing.T) {
 		removed[id] = true
 	}
 	for i := 0; i < topics; i++ {
-		members, err := redis.Strings(c.Do("SMEMBERS", fmt.Sprintf("%s:topic:t%d", prefix, i)))
-		require.NoError(t, err)
-		for _, m := range members {
+		for _, m := range k.members(t, c, fmt.Sprintf("t%d", i)) {
 			require.False(t, removed[m], "removed channel %s still in topic t%d", m, i)
 		}
 	}
@@ -690,12 +745,12 @@ func TestRemoveChannelsLargeLeavesNoTrace(t *testing.T) {
 		got, err := cs.GetChannelAndSession(ctx, id)
 		require.NoError(t, err, "kept channel %s", id)
 		require.Equal(t, id, got.ChannelID)
-		subs, err := redis.Strings(c.Do("SMEMBERS", prefix+":subs:"+id))
+		subs, err := redis.Strings(c.Do("SMEMBERS", k.subs(id)))
 		require.NoError(t, err)
 		require.Len(t, subs, subsPer, "kept channel %s keeps its subscriptions", id)
 		if i%100 == 0 {
 			for _, topic := range subs {
-				member, err := redis.Bool(c.Do("SISMEMBER", prefix+":topic:"+topic, id))
+				member, err := redis.Bool(c.Do("SISMEMBER", k.topic(topic, id), id))
 				require.NoError(t, err)
 				require.True(t, member, "kept channel %s still in topic %s", id, topic)
 			}
@@ -707,40 +762,48 @@ func TestRemoveChannelsLargeLeavesNoTrace(t *testing.T) {
 	}
 
 	require.NoError(t, cs.RemoveChannels(ctx, odd))
-	assert.Empty(t, scanKeys(t, c, prefix), "no key under the prefix remains")
+	assert.Empty(t, scanKeys(t, c, k.prefix), "no key under the prefix remains")
 }
 
 func TestRemoveChannelsChunkBoundaries(t *testing.T) {
+	forLayouts(t, testRemoveChannelsChunkBoundaries)
+}
+
+func testRemoveChannelsChunkBoundaries(t *testing.T, lc layoutCase) {
 	// 10 ids in chunks of 3: three full chunks and one of 1.
-	cs, hs, prefix := stores(t, pikkuredis.WithRemoveChunkSize(3))
+	cs, hs, k := lc.stores(t, pikkuredis.WithRemoveChunkSize(3))
 	ctx := ctxT(t)
 	ids := populate(t, cs, hs, 10, 2, 4)
 	require.NoError(t, cs.RemoveChannels(ctx, ids))
 	c := dialRaw(t)
 	defer c.Close()
-	assert.Empty(t, scanKeys(t, c, prefix))
+	assert.Empty(t, scanKeys(t, c, k.prefix))
 }
 
 func TestRemoveChannelsUnknownAndDuplicateIDs(t *testing.T) {
-	cs, hs, prefix := stores(t)
+	forLayouts(t, testRemoveChannelsUnknownAndDuplicateIDs)
+}
+
+func testRemoveChannelsUnknownAndDuplicateIDs(t *testing.T, lc layoutCase) {
+	cs, hs, k := lc.stores(t)
 	ctx := ctxT(t)
 	ids := populate(t, cs, hs, 2, 2, 2)
 	require.NoError(t, cs.RemoveChannels(ctx, []string{"never-added", ids[0], ids[0], ids[1]}))
 	c := dialRaw(t)
 	defer c.Close()
-	assert.Empty(t, scanKeys(t, c, prefix))
+	assert.Empty(t, scanKeys(t, c, k.prefix))
 }
 
 // --- Concurrency: the two directions never disagree ---
 
 func TestConcurrentMixKeepsIndexesConsistent(t *testing.T) {
-	for name, open := range backends {
+	for name, open := range layoutBackends() {
 		t.Run(name, func(t *testing.T) { testConcurrentMix(t, open) })
 	}
 }
 
-func testConcurrentMix(t *testing.T, open func(testing.TB, ...pikkuredis.Option) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore, string)) {
-	cs, hs, prefix := open(t)
+func testConcurrentMix(t *testing.T, open storesFunc) {
+	cs, hs, k := open(t)
 	ctx := ctxT(t)
 	const workers, opsEach, channels, topics = 40, 150, 8, 4
 
@@ -750,7 +813,7 @@ func testConcurrentMix(t *testing.T, open func(testing.TB, ...pikkuredis.Option)
 	// when the final state happens to agree.
 	stop := make(chan struct{})
 	snapshots := make(chan error, 1)
-	go func() { snapshots <- checkSnapshots(prefix, channels, topics, stop) }()
+	go func() { snapshots <- checkSnapshots(k, channels, topics, stop) }()
 
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -787,14 +850,15 @@ func testConcurrentMix(t *testing.T, open func(testing.TB, ...pikkuredis.Option)
 		require.NoError(t, err)
 	}
 	require.NoError(t, <-snapshots)
-	assertIndexesAgree(t, prefix)
+	assertIndexesAgree(t, k.prefix)
 }
 
 // checkSnapshots reads every topic and subs set of channels c0.. and
-// topics t0.. in one transaction, over and over until stop, and returns the
-// first disagreement between the two directions.
-func checkSnapshots(prefix string, channels, topics int, stop <-chan struct{}) error {
-	c, err := redis.DialURL(rawURL, redis.DialReadTimeout(10*time.Second))
+// topics t0.. (a topic's set in every shard) in one transaction, over and
+// over until stop, and returns the first disagreement between the two
+// directions.
+func checkSnapshots(k keyLayout, channels, topics int, stop <-chan struct{}) error {
+	c, err := dialRawErr()
 	if err != nil {
 		return err
 	}
@@ -809,26 +873,31 @@ func checkSnapshots(prefix string, channels, topics int, stop <-chan struct{}) e
 		default:
 		}
 		c.Send("MULTI")
+		var topicKeys []string
 		for i := 0; i < topics; i++ {
-			c.Send("SMEMBERS", fmt.Sprintf("%s:topic:t%d", prefix, i))
+			topicKeys = k.topicKeys(fmt.Sprintf("t%d", i))
+			for _, key := range topicKeys {
+				c.Send("SMEMBERS", key)
+			}
 		}
 		for i := 0; i < channels; i++ {
-			c.Send("SMEMBERS", fmt.Sprintf("%s:subs:c%d", prefix, i))
+			c.Send("SMEMBERS", k.subs(fmt.Sprintf("c%d", i)))
 		}
 		replies, err := redis.Values(c.Do("EXEC"))
 		if err != nil {
 			return err
 		}
 		inTopic := map[[2]string]bool{}
-		for i := 0; i < topics; i++ {
+		perTopic := len(topicKeys)
+		for i := 0; i < topics*perTopic; i++ {
 			ids, _ := redis.Strings(replies[i], nil)
 			for _, id := range ids {
-				inTopic[[2]string{id, fmt.Sprintf("t%d", i)}] = true
+				inTopic[[2]string{id, fmt.Sprintf("t%d", i/perTopic)}] = true
 			}
 		}
 		inSubs := 0
 		for i := 0; i < channels; i++ {
-			subs, _ := redis.Strings(replies[topics+i], nil)
+			subs, _ := redis.Strings(replies[topics*perTopic+i], nil)
 			for _, topic := range subs {
 				pair := [2]string{fmt.Sprintf("c%d", i), topic}
 				if !inTopic[pair] {
@@ -853,12 +922,14 @@ func assertIndexesAgree(t *testing.T, prefix string) {
 }
 
 // assertIndexesAgreeOn is assertIndexesAgree on the server c is connected
-// to, for tests with a server of their own.
+// to, for tests with a server of their own. Either layout: in the sharded
+// one the other direction of a set is looked for in the set's own shard.
 func assertIndexesAgreeOn(t *testing.T, c redis.Conn, prefix string) {
 	t.Helper()
-	topicPrefix, subsPrefix := prefix+":topic:", prefix+":subs:"
 	checked := 0
 	for _, key := range scanKeys(t, c, prefix) {
+		shard, _ := splitKey(prefix, key)
+		topicPrefix, subsPrefix := shard+":topic:", shard+":subs:"
 		switch {
 		case strings.HasPrefix(key, topicPrefix):
 			topic := strings.TrimPrefix(key, topicPrefix)
@@ -887,8 +958,10 @@ func assertIndexesAgreeOn(t *testing.T, c redis.Conn, prefix string) {
 
 // --- Input ---
 
-func TestOddIDsAndTopicsRoundTrip(t *testing.T) {
-	cs, hs, prefix := stores(t)
+func TestOddIDsAndTopicsRoundTrip(t *testing.T) { forLayouts(t, testOddIDsAndTopicsRoundTrip) }
+
+func testOddIDsAndTopicsRoundTrip(t *testing.T, lc layoutCase) {
+	cs, hs, k := lc.stores(t)
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
@@ -907,7 +980,7 @@ func TestOddIDsAndTopicsRoundTrip(t *testing.T) {
 			assert.Equal(t, s, sess["s"])
 
 			// The key is exactly prefix:channel:id, with the id's bytes as they are.
-			n, err := redis.Int(c.Do("EXISTS", prefix+":channel:"+s))
+			n, err := redis.Int(c.Do("EXISTS", k.channel(s)))
 			require.NoError(t, err)
 			assert.Equal(t, 1, n)
 
@@ -923,11 +996,15 @@ func TestOddIDsAndTopicsRoundTrip(t *testing.T) {
 			assert.Empty(t, ids, "removal reaches topic keys built inside Lua from the id's topic")
 		})
 	}
-	assert.Empty(t, scanKeys(t, c, prefix))
+	assert.Empty(t, scanKeys(t, c, k.prefix))
 }
 
 func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
-	cs, hs, prefix := stores(t)
+	forLayouts(t, testBadInputIsRefusedAndWritesNothing)
+}
+
+func testBadInputIsRefusedAndWritesNothing(t *testing.T, lc layoutCase) {
+	cs, hs, k := lc.stores(t)
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
@@ -957,7 +1034,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument, name)
 		assert.True(t, strings.HasPrefix(err.Error(), "pikkuredis: "), "%s: %v", name, err)
 	}
-	assert.Empty(t, scanKeys(t, c, prefix), "nothing written")
+	assert.Empty(t, scanKeys(t, c, k.prefix), "nothing written")
 
 	// A refused session leaves the stored one as it was.
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
@@ -968,11 +1045,13 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 	assert.JSONEq(t, `{"userId":"u1"}`, string(got.Session))
 }
 
-func TestScriptErrorsNameTheScript(t *testing.T) {
-	_, hs, prefix := stores(t)
+func TestScriptErrorsNameTheScript(t *testing.T) { forLayouts(t, testScriptErrorsNameTheScript) }
+
+func testScriptErrorsNameTheScript(t *testing.T, lc layoutCase) {
+	_, hs, k := lc.stores(t)
 	c := dialRaw(t)
 	defer c.Close()
-	_, err := c.Do("SET", prefix+":topic:wrongtype", "a string, not a set")
+	_, err := c.Do("SET", k.topic("wrongtype", "c1"), "a string, not a set")
 	require.NoError(t, err)
 	_, err = hs.Subscribe(ctxT(t), "wrongtype", "c1")
 	require.Error(t, err)
@@ -980,11 +1059,13 @@ func TestScriptErrorsNameTheScript(t *testing.T) {
 	assert.Contains(t, err.Error(), "WRONGTYPE")
 }
 
-func TestCorruptStoredJSONIsAnError(t *testing.T) {
-	cs, _, prefix := stores(t)
+func TestCorruptStoredJSONIsAnError(t *testing.T) { forLayouts(t, testCorruptStoredJSONIsAnError) }
+
+func testCorruptStoredJSONIsAnError(t *testing.T, lc layoutCase) {
+	cs, _, k := lc.stores(t)
 	c := dialRaw(t)
 	defer c.Close()
-	_, err := c.Do("HSET", prefix+":channel:c1", "channelId", "c1", "openingData", "{not json")
+	_, err := c.Do("HSET", k.channel("c1"), "channelId", "c1", "openingData", "{not json")
 	require.NoError(t, err)
 	_, err = cs.GetChannelAndSession(ctxT(t), "c1")
 	require.Error(t, err)
@@ -1002,8 +1083,10 @@ type userSession struct {
 	Roles  []string `json:"roles,omitempty"`
 }
 
-func TestTypedView(t *testing.T) {
-	cs, _, prefix := stores(t)
+func TestTypedView(t *testing.T) { forLayouts(t, testTypedView) }
+
+func testTypedView(t *testing.T, lc layoutCase) {
+	cs, _, k := lc.stores(t)
 	ctx := ctxT(t)
 	typed := pikkuredis.NewTyped[roomData, userSession](cs)
 
@@ -1023,7 +1106,7 @@ func TestTypedView(t *testing.T) {
 	// The typed view writes the same bytes as the raw store.
 	c := dialRaw(t)
 	defer c.Close()
-	raw, err := redis.String(c.Do("HGET", prefix+":channel:c1", "userSession"))
+	raw, err := redis.String(c.Do("HGET", k.channel("c1"), "userSession"))
 	require.NoError(t, err)
 	assert.Equal(t, `{"userId":"u1","roles":["admin"]}`, raw)
 
@@ -1036,7 +1119,7 @@ func TestTypedView(t *testing.T) {
 	require.ErrorIs(t, err, pikkuredis.ErrChannelNotFound)
 
 	// Stored data that does not fit the type is an error, not a zero value.
-	_, err = c.Do("HSET", prefix+":channel:c1", "openingData", `{"room":42}`)
+	_, err = c.Do("HSET", k.channel("c1"), "openingData", `{"room":42}`)
 	require.NoError(t, err)
 	_, err = typed.GetChannelAndSession(ctx, "c1")
 	require.Error(t, err)

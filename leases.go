@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -37,7 +38,9 @@ func ttlMillis(d time.Duration) int64 {
 // that exists but has no lease (added by @pikku/redis, or by a store
 // without a TTL) gets one. The
 // ids go in chunks of WithRemoveChunkSize, each one script call; on an
-// error the chunks before it were touched. The store needs WithChannelTTL.
+// error the chunks before it were touched (in the sharded layout,
+// WithShards, the chunks go shard by shard, so those are not the first ids
+// of the list; touching again is harmless). The store needs WithChannelTTL.
 func (s *ChannelStore) TouchChannels(ctx context.Context, channelIDs ...string) (gone []string, err error) {
 	const op = "touch channels"
 	ttl := s.c.opts().channelTTL
@@ -52,22 +55,39 @@ func (s *ChannelStore) TouchChannels(ctx context.Context, channelIDs ...string) 
 	}
 	ms := ttlMillis(ttl)
 	chunk := s.c.cfg.removeChunkSize
-	for done := 0; done < len(channelIDs); done += chunk {
-		ids := channelIDs[done:min(done+chunk, len(channelIDs))]
-		args := make([]any, 3, 3+2*len(ids)+1)
-		args[2] = s.c.key().leases()
-		for _, id := range ids {
-			args = append(args, s.c.key().channel(id))
+	done := 0
+	for _, g := range s.c.groupByShard(channelIDs) {
+		for i := 0; i < len(g.ids); i += chunk {
+			ids := g.ids[i:min(i+chunk, len(g.ids))]
+			args := make([]any, 3, 3+2*len(ids)+1)
+			args[2] = g.keys.leases()
+			for _, id := range ids {
+				args = append(args, g.keys.channel(id))
+			}
+			args = append(args, ms)
+			for _, id := range ids {
+				args = append(args, id)
+			}
+			touched, err := redis.Strings(touchChannelsScript.run(ctx, s.c, 1+len(ids), args))
+			if err != nil {
+				order := "the first "
+				if s.c.shards() > 0 {
+					order = "shard by shard, "
+				}
+				return gone, wrap(op, fmt.Errorf("%s%d of %d ids were touched, the rest may not be: %w", order, done, len(channelIDs), err))
+			}
+			gone = append(gone, touched...)
+			done += len(ids)
 		}
-		args = append(args, ms)
-		for _, id := range ids {
-			args = append(args, id)
+	}
+	if len(gone) > 1 && s.c.shards() > 0 {
+		// Shard by shard, the gone ids came out of order: give them in
+		// the order of the list, as the standard layout does.
+		at := make(map[string]int, len(channelIDs))
+		for i := len(channelIDs) - 1; i >= 0; i-- {
+			at[channelIDs[i]] = i
 		}
-		g, err := redis.Strings(touchChannelsScript.run(ctx, s.c, 1+len(ids), args))
-		if err != nil {
-			return gone, wrap(op, fmt.Errorf("the first %d of %d ids were touched, the rest may not be: %w", done, len(channelIDs), err))
-		}
-		gone = append(gone, g...)
+		slices.SortStableFunc(gone, func(a, b string) int { return at[a] - at[b] })
 	}
 	return gone, nil
 }
@@ -80,7 +100,8 @@ func (s *ChannelStore) TouchChannels(ctx context.Context, channelIDs ...string) 
 // number of servers may sweep the same prefix at once: each channel is
 // removed once. On an error, removed counts the channels removed before
 // it. Only channels added WithChannelTTL have leases; sweeping a prefix
-// that has none does nothing.
+// that has none does nothing. In the sharded layout (WithShards) each
+// shard has its lease set, swept in turn.
 //
 // An expired channel one of whose keys holds another type (another
 // program wrote a string where its subs set or a topic set of it
@@ -94,14 +115,36 @@ func (s *ChannelStore) SweepExpired(ctx context.Context) (removed int, err error
 	if err := s.c.usable(); err != nil {
 		return 0, wrap(op, err)
 	}
-	chunk := s.c.cfg.removeChunkSize
-	// skip passes over the expired leases this sweep left (they stay first
-	// in deadline order), so that each call makes progress and the sweep
-	// ends.
 	skipped, firstBad := 0, ""
+	for _, k := range s.c.shardKeyList() {
+		n, skip, bad, err := s.sweepShard(ctx, k)
+		removed += n
+		skipped += skip
+		if firstBad == "" {
+			firstBad = bad
+		}
+		if err != nil {
+			return removed, wrap(op, err)
+		}
+	}
+	if skipped > 0 {
+		return removed, wrap(op, fmt.Errorf("left %d expired channel(s) as they were, with their leases, because a key holds another type; the first: %w",
+			skipped, &wrongTypeError{msg: firstBad, reply: redis.Error(firstBad)}))
+	}
+	return removed, nil
+}
+
+// sweepShard sweeps the lease set of one shard (the store's one in the
+// standard layout): it returns how many channels it removed, how many it
+// left because a key holds another type, and the first such one's text.
+func (s *ChannelStore) sweepShard(ctx context.Context, k keys) (removed, skipped int, firstBad string, _ error) {
+	chunk := s.c.cfg.removeChunkSize
+	// skipped passes over the expired leases this sweep left (they stay
+	// first in deadline order), so that each call makes progress and the
+	// sweep ends.
 	for {
 		reply, err := redis.Values(sweepExpiredScript.run(ctx, s.c, 1, []any{nil, nil,
-			s.c.key().leases(), s.c.key().prefix, chunk, removeBudgetPerID * chunk, skipped}))
+			k.leases(), k.prefix, chunk, removeBudgetPerID * chunk, skipped}))
 		// {removed, more}, or {removed, more, skipped, text} when the
 		// call left channels with a key of another type.
 		var n, more, skip int
@@ -121,22 +164,17 @@ func (s *ChannelStore) SweepExpired(ctx context.Context) (removed int, err error
 			}
 		}
 		if err != nil {
-			return removed, wrap(op, err)
+			return removed, skipped, firstBad, err
 		}
 		removed += n
 		skipped += skip
 		if more == 0 {
-			break
+			return removed, skipped, firstBad, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return removed, wrap(op, err)
+			return removed, skipped, firstBad, err
 		}
 	}
-	if skipped > 0 {
-		return removed, wrap(op, fmt.Errorf("left %d expired channel(s) as they were, with their leases, because a key holds another type; the first: %w",
-			skipped, &wrongTypeError{msg: firstBad, reply: redis.Error(firstBad)}))
-	}
-	return removed, nil
 }
 
 // SweepExpiredEvery calls SweepExpired at once and then every interval

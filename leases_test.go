@@ -38,13 +38,14 @@ func TestLeasesCrashedServersChannelsAreSwept(t *testing.T) {
 		// correctness, not a measure of speed.
 		slack = 1500 * time.Millisecond
 	)
-	for name, open := range backends {
+	for name, open := range layoutBackends() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			live, liveHub, prefix := open(t, pikkuredis.WithChannelTTL(ttl))
-			crashed, err := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithChannelTTL(ttl))
+			live, liveHub, k := open(t, pikkuredis.WithChannelTTL(ttl))
+			prefix := k.prefix
+			crashed, err := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithChannelTTL(ttl), pikkuredis.WithShards(k.shards))
 			require.NoError(t, err)
-			crashedHub, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+			crashedHub, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithShards(k.shards))
 			require.NoError(t, err)
 			ctx := ctxT(t)
 
@@ -124,7 +125,7 @@ func TestLeasesCrashedServersChannelsAreSwept(t *testing.T) {
 			for _, id := range crashedIDs {
 				_, err := live.GetChannelAndSession(ctx, id)
 				assert.ErrorIs(t, err, pikkuredis.ErrChannelNotFound, id)
-				n, err := redis.Int(c.Do("EXISTS", prefix+":subs:"+id))
+				n, err := redis.Int(c.Do("EXISTS", k.subs(id)))
 				require.NoError(t, err)
 				assert.Zero(t, n, "subs set of %s", id)
 			}
@@ -136,7 +137,7 @@ func TestLeasesCrashedServersChannelsAreSwept(t *testing.T) {
 			wg.Wait()
 			assert.Empty(t, sweepErrs)
 			assert.Equal(t, len(crashedIDs), swept, "the sweeper reports what it removed")
-			leases := leaseScores(t, c, prefix)
+			leases := k.leaseScores(t, c)
 			assert.Len(t, leases, len(liveIDs), "only the live channels have leases")
 			assertIndexesAgree(t, prefix)
 
@@ -146,8 +147,10 @@ func TestLeasesCrashedServersChannelsAreSwept(t *testing.T) {
 	}
 }
 
-func TestTouchChannels(t *testing.T) {
-	cs, hs, prefix := stores(t, pikkuredis.WithChannelTTL(time.Hour), pikkuredis.WithRemoveChunkSize(3))
+func TestTouchChannels(t *testing.T) { forLayouts(t, testTouchChannels) }
+
+func testTouchChannels(t *testing.T, lc layoutCase) {
+	cs, hs, k := lc.stores(t, pikkuredis.WithChannelTTL(time.Hour), pikkuredis.WithRemoveChunkSize(3))
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
@@ -157,7 +160,7 @@ func TestTouchChannels(t *testing.T) {
 		ids = append(ids, id)
 		require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id}))
 	}
-	before := leaseScores(t, c, prefix)
+	before := k.leaseScores(t, c)
 	require.Len(t, before, 10)
 	for _, d := range before {
 		assert.InDelta(t, time.Now().Add(time.Hour).UnixMilli(), d, 10_000, "AddChannel gives a lease of the TTL")
@@ -170,7 +173,7 @@ func TestTouchChannels(t *testing.T) {
 	gone, err := cs.TouchChannels(ctx, append(ids, "never-added")...)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"c0", "c1", "never-added"}, gone, "the ids whose channel is gone, in order, over several chunks")
-	after := leaseScores(t, c, prefix)
+	after := k.leaseScores(t, c)
 	assert.Len(t, after, 8, "no lease is made for a gone channel")
 	for id, d := range after {
 		assert.Greater(t, d, before[id], "lease of %s extended", id)
@@ -182,9 +185,9 @@ func TestTouchChannels(t *testing.T) {
 	_, err = cs.TouchChannels(ctx, "c3", "")
 	assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument)
 	assert.ErrorContains(t, err, "index 1")
-	assert.Equal(t, after, leaseScores(t, c, prefix), "bad input writes nothing")
+	assert.Equal(t, after, k.leaseScores(t, c), "bad input writes nothing")
 
-	plain, _, _ := stores(t)
+	plain, _, _ := lc.stores(t)
 	_, err = plain.TouchChannels(ctx, "c3")
 	assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument)
 	assert.ErrorContains(t, err, "WithChannelTTL")
@@ -192,8 +195,10 @@ func TestTouchChannels(t *testing.T) {
 
 // Without WithChannelTTL nothing but the @pikku/redis layout is written,
 // and SweepExpired finds nothing to do.
-func TestWithoutTTLNoLeaseIsWritten(t *testing.T) {
-	cs, hs, prefix := stores(t)
+func TestWithoutTTLNoLeaseIsWritten(t *testing.T) { forLayouts(t, testWithoutTTLNoLeaseIsWritten) }
+
+func testWithoutTTLNoLeaseIsWritten(t *testing.T, lc layoutCase) {
+	cs, hs, k := lc.stores(t)
 	ctx := ctxT(t)
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
 	_, err := hs.Subscribe(ctx, "news", "c1")
@@ -203,15 +208,16 @@ func TestWithoutTTLNoLeaseIsWritten(t *testing.T) {
 	assert.Zero(t, n)
 	c := dialRaw(t)
 	defer c.Close()
-	assert.ElementsMatch(t, []string{prefix + ":channel:c1", prefix + ":subs:c1", prefix + ":topic:news"}, scanKeys(t, c, prefix))
+	assert.ElementsMatch(t, []string{k.channel("c1"), k.subs("c1"), k.topic("news", "c1")}, scanKeys(t, c, k.prefix))
 }
 
 // SweepExpired removes expired channels in bounded chunks, all of them,
 // with every subscription; a channel touched before its deadline stays.
 func TestSweepExpiredRemovesEveryExpiredChannel(t *testing.T) {
-	for name, open := range backends {
+	for name, open := range layoutBackends() {
 		t.Run(name, func(t *testing.T) {
-			cs, hs, prefix := open(t, pikkuredis.WithChannelTTL(time.Hour), pikkuredis.WithRemoveChunkSize(7))
+			cs, hs, k := open(t, pikkuredis.WithChannelTTL(time.Hour), pikkuredis.WithRemoveChunkSize(7))
+			prefix := k.prefix
 			ctx := ctxT(t)
 			c := dialRaw(t)
 			defer c.Close()
@@ -228,7 +234,7 @@ func TestSweepExpiredRemovesEveryExpiredChannel(t *testing.T) {
 			// the past, set by hand rather than by waiting.
 			past := time.Now().Add(-time.Minute).UnixMilli()
 			for _, id := range ids {
-				mustDo(t, c, "ZADD", prefix+":leases", "XX", past, id)
+				mustDo(t, c, "ZADD", k.leases(id), "XX", past, id)
 			}
 			gone, err := cs.TouchChannels(ctx, "kept")
 			require.NoError(t, err)
@@ -243,7 +249,7 @@ func TestSweepExpiredRemovesEveryExpiredChannel(t *testing.T) {
 			members, err := hs.GetChannelIDsForTopic(ctx, "t0")
 			require.NoError(t, err)
 			assert.Equal(t, []string{"kept"}, members)
-			assert.ElementsMatch(t, []string{prefix + ":channel:kept", prefix + ":subs:kept", prefix + ":topic:t0", prefix + ":leases"}, scanKeys(t, c, prefix))
+			assert.ElementsMatch(t, []string{k.channel("kept"), k.subs("kept"), k.topic("t0", "kept"), k.leases("kept")}, scanKeys(t, c, prefix))
 			assertIndexesAgree(t, prefix)
 		})
 	}

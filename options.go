@@ -32,6 +32,8 @@ type config struct {
 	channelTTL      time.Duration // 0: no leases
 	sessionTTL      time.Duration // 0: sessions never expire
 	requireChannel  bool
+	shards          int    // WithShards as given: 0 or 1 standard, else checked by layoutError
+	shardKeys       []keys // the keys of each shard; nil in the standard layout (layout.go)
 }
 
 func newConfig(opts []Option) config {
@@ -48,6 +50,7 @@ func newConfig(opts []Option) config {
 			o(&c)
 		}
 	}
+	c.shardKeys = shardKeys(c.prefix, c.shards)
 	return c
 }
 
@@ -211,4 +214,27 @@ func WithRemoveChunkSize(n int) Option {
 			c.removeChunkSize = n
 		}
 	}
+}
+
+// WithShards(n) stores the data in the sharded layout: n shards, each with
+// its own key prefix {prefix}:{tag}, where tag is a number chosen so that
+// the n shards' keys fall in n evenly spaced Redis Cluster slots. A
+// channel's hash, subs set, lease and memberships of topics go to the shard
+// of its id, a SessionStore's session to the shard of its Pikku user id
+// (the shard of an id: the first 4 bytes of its SHA-1, big-endian, modulo
+// n). So every script still touches one slot and stays atomic, while the
+// channels spread over every master of a cluster; a topic has one set per
+// shard, and GetChannelIDsForTopic reads the n sets concurrently. It also
+// works on a single Redis. See the README's "Sharded layout" for the key
+// forms and what is atomic.
+//
+// n is 2 to 1024; 0 and 1 keep the standard layout of @pikku/redis (the
+// default), which @pikku/redis alone can read. Every store sharing the
+// data must use the same prefix and the same n, and n must never change
+// on existing data: another n looks for each id in another shard, and so
+// strands what was written with this one. A negative n or one over 1024, or a prefix holding '{' or '}' (it
+// would become the keys' hash tag), is refused: Init and every call
+// return ErrInvalidArgument and write nothing.
+func WithShards(n int) Option {
+	return func(c *config) { c.shards = n }
 }

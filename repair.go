@@ -2,7 +2,9 @@ package pikkuredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/gomodule/redigo/redis"
@@ -82,9 +84,16 @@ type Subscription struct {
 // read is never touched; call it again with the returned Cursor until
 // Done. opts.ChannelsKeptByChannelStore must be true: see RepairOptions.
 //
+// On Redis Cluster it scans every master in turn, and the Cursor,
+// "master:cursor", names the master (by its place in the cluster's list of
+// masters) and where in it to resume; should the masters change between
+// two calls, a resumed repair may pass over part of one: start again from
+// "" to be sure to have seen every set. On a single server the Cursor is
+// SCAN's own. In the sharded layout (WithShards) it examines the sets of
+// every shard of this store's n, each with its shard's keys.
+//
 // It needs the SCAN command, which Redis ACLs cannot limit to a prefix:
-// run it as a maintenance user, not as a tenant's store user. SCAN walks
-// one server, so Repair does not support Redis Cluster yet. Keys of a
+// run it as a maintenance user, not as a tenant's store user. Keys of a
 // prefix that starts with this prefix and ":" (such as "pikku:a" for
 // "pikku") can look like this prefix's topics; such prefixes cannot be
 // told apart in the @pikku/redis layout and must not share a Redis.
@@ -99,49 +108,139 @@ func (s *EventHubStore) Repair(ctx context.Context, opts RepairOptions) (RepairR
 	if opts.MaxListed < 1 {
 		opts.MaxListed = DefaultRepairMaxListed
 	}
-	cursor := opts.Cursor
-	if cursor == "" {
-		cursor = "0"
+	if opts.Cursor == "" {
+		opts.Cursor = "0"
 	}
 	if err := s.c.usable(); err != nil {
-		return RepairReport{Cursor: cursor}, wrap(op, err)
+		return RepairReport{Cursor: opts.Cursor}, wrap(op, err)
 	}
-	k := s.c.key()
-	topicPrefix, subsPrefix := k.topic(""), k.subs("")
+	perMaster := isCluster(s.c.t)
+	start, cursor, err := parseRepairCursor(opts.Cursor, perMaster)
+	if err != nil {
+		return RepairReport{Cursor: opts.Cursor}, wrap(op, err)
+	}
+	r := repairer{s: s, opts: opts, report: RepairReport{Cursor: opts.Cursor}}
+	master := -1
+	err = s.c.eachMaster(ctx, func(do doFunc) error {
+		master++
+		switch {
+		case master < start:
+			return nil // done by an earlier call
+		case master > start:
+			cursor = "0"
+		}
+		return r.scanMaster(ctx, do, master, cursor, perMaster)
+	})
+	if err == errRepairPaused {
+		return r.report, nil
+	}
+	if err != nil {
+		return r.report, wrap(op, err)
+	}
+	r.report.Cursor, r.report.Done = "0", true
+	return r.report, nil
+}
+
+// errRepairPaused ends a Repair call's walk over the masters once it has
+// examined MaxSets sets: not an error, the Cursor says where to resume.
+var errRepairPaused = errors.New("repair paused")
+
+// parseRepairCursor reads RepairOptions.Cursor: "master:cursor" on a
+// cluster (perMaster), SCAN's cursor alone on one server; "0" starts
+// either from the beginning.
+func parseRepairCursor(s string, perMaster bool) (master int, cursor string, err error) {
+	if !perMaster || s == "0" {
+		return 0, s, nil
+	}
+	m, c, ok := strings.Cut(s, ":")
+	master, err = strconv.Atoi(m)
+	if !ok || err != nil || master < 0 || c == "" {
+		return 0, "", invalid("RepairOptions.Cursor %q is not a cursor of Repair on Redis Cluster (master:cursor)", s)
+	}
+	return master, c, nil
+}
+
+// scanMaster examines the sets of one master from cursor on, until the
+// master is done (nil) or the call has examined MaxSets sets
+// (errRepairPaused, r.report.Cursor set to resume there).
+func (r *repairer) scanMaster(ctx context.Context, do doFunc, master int, cursor string, perMaster bool) error {
+	k := r.s.c.key()
 	pattern := globEscape(k.prefix) + ":*"
-	r := repairer{s: s, opts: opts, report: RepairReport{Cursor: cursor}}
-	for r.report.SetsExamined < opts.MaxSets {
+	if r.s.c.shards() > 0 {
+		pattern = globEscape(k.prefix) + ":{*}:*"
+	}
+	if perMaster {
+		r.report.Cursor = strconv.Itoa(master) + ":" + cursor
+	}
+	for {
+		if r.report.SetsExamined >= r.opts.MaxSets {
+			r.report.Cursor = cursor
+			if perMaster {
+				r.report.Cursor = strconv.Itoa(master) + ":" + cursor
+			}
+			return errRepairPaused
+		}
 		var setKeys []string
 		var err error
-		cursor, setKeys, err = scanPage(s.c.do(ctx, "SCAN", cursor, "MATCH", pattern, "COUNT", min(opts.MaxSets, 1000), "TYPE", "set"))
+		cursor, setKeys, err = scanPage(do(ctx, "SCAN", cursor, "MATCH", pattern, "COUNT", min(r.opts.MaxSets, 1000), "TYPE", "set"))
 		if err != nil {
-			return r.report, wrap(op, err)
+			return err
 		}
 		for _, key := range setKeys {
-			var err error
+			sk, ok := r.shardOfKey(key)
+			if !ok {
+				continue // a set that is not ours
+			}
+			topicPrefix, subsPrefix := sk.topic(""), sk.subs("")
 			switch {
 			case strings.HasPrefix(key, topicPrefix):
-				err = r.set(ctx, key, "topic", key[len(topicPrefix):])
+				err = r.set(ctx, sk, key, "topic", key[len(topicPrefix):])
 			case strings.HasPrefix(key, subsPrefix):
-				err = r.set(ctx, key, "subs", key[len(subsPrefix):])
+				err = r.set(ctx, sk, key, "subs", key[len(subsPrefix):])
 			default:
 				continue // a set that is not ours
 			}
 			if err != nil {
-				return r.report, wrap(op, fmt.Errorf("%s: %w", key, err))
+				return fmt.Errorf("%s: %w", key, err)
 			}
 			r.report.SetsExamined++
 		}
 		// Every set of the page is done: resume after it. (On an error
 		// above, Cursor still names this page, and examining a set twice
 		// is harmless.)
-		r.report.Cursor = cursor
 		if cursor == "0" {
-			r.report.Done = true
-			break
+			return nil
+		}
+		r.report.Cursor = cursor
+		if perMaster {
+			r.report.Cursor = strconv.Itoa(master) + ":" + cursor
 		}
 	}
-	return r.report, nil
+}
+
+// shardOfKey returns the keys of the shard a key found by SCAN belongs to:
+// the store's keys in the standard layout; in the sharded layout the
+// shard whose prefix, {prefix}:{tag}, begins the key, if it is one of
+// this store's n.
+func (r *repairer) shardOfKey(key string) (keys, bool) {
+	c := r.s.c
+	if c.shards() == 0 {
+		return c.key(), true
+	}
+	// The prefix holds no brace, and a tag is digits: the first '}'
+	// after the prefix ends the tag.
+	rest := key[len(c.key().prefix):]
+	end := strings.IndexByte(rest, '}')
+	if !strings.HasPrefix(rest, ":{") || end < 0 {
+		return keys{}, false
+	}
+	shardPrefix := key[:len(key)-len(rest)+end+1]
+	for _, k := range c.shardKeyList() {
+		if k.prefix == shardPrefix {
+			return k, true
+		}
+	}
+	return keys{}, false
 }
 
 type repairer struct {
@@ -151,13 +250,14 @@ type repairer struct {
 }
 
 // set checks every member of one topic set (kind "topic", name the topic)
-// or subs set (kind "subs", name the channel id).
-func (r *repairer) set(ctx context.Context, key, kind, name string) error {
+// or subs set (kind "subs", name the channel id), of the shard whose keys
+// are k (the store's keys in the standard layout).
+func (r *repairer) set(ctx context.Context, k keys, key, kind, name string) error {
 	c := r.s.c
 	if kind == "subs" {
 		// A read first, to skip the members of a live channel; the
 		// script checks again before it removes anything.
-		channelKey := c.key().channel(name)
+		channelKey := k.channel(name)
 		n, err := redis.Int(c.do(ctx, "HEXISTS", channelKey, fieldChannelID))
 		if err != nil {
 			return onKey(channelKey, err)
@@ -182,7 +282,7 @@ func (r *repairer) set(ctx context.Context, key, kind, name string) error {
 			batch := members[:min(repairBatch, len(members))]
 			members = members[len(batch):]
 			args := make([]any, 0, 7+len(batch))
-			args = append(args, nil, nil, key, c.key().prefix, kind, name, dry)
+			args = append(args, nil, nil, key, k.prefix, kind, name, dry)
 			for _, m := range batch {
 				args = append(args, m)
 			}

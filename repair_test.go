@@ -16,10 +16,10 @@ import (
 // orphanedByTypeScript removes channels as @pikku/redis 0.12.3's
 // removeChannels does: the hash and the subs set, not the ids in the
 // topic sets.
-func orphanedByTypeScript(t *testing.T, c redis.Conn, prefix string, ids ...string) {
+func orphanedByTypeScript(t *testing.T, c redis.Conn, k keyLayout, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
-		_, err := c.Do("DEL", prefix+":channel:"+id, prefix+":subs:"+id)
+		_, err := c.Do("DEL", k.channel(id), k.subs(id))
 		require.NoError(t, err)
 	}
 }
@@ -64,72 +64,80 @@ func repairAll(t *testing.T, hs *pikkuredis.EventHubStore, opts pikkuredis.Repai
 // subscriptions of channels that were never added; a dry run reports the
 // same and writes nothing; live channels keep every subscription.
 func TestRepairRemovesOrphanedSubscriptions(t *testing.T) {
-	for name, open := range backends {
-		t.Run(name, func(t *testing.T) {
-			cs, hs, prefix := open(t)
-			ctx := ctxT(t)
-			c := dialRaw(t)
-			defer c.Close()
-			ids := populateWith(t, cs, hs, 30, 2) // c0..c29 in t0..t4
-			orphanedByTypeScript(t, c, prefix, ids[:10]...)
-			_, err := hs.Subscribe(ctx, "t9", "never-added") // both directions, no hash
-			require.NoError(t, err)
-			want := []pikkuredis.Subscription{{Topic: "t9", ChannelID: "never-added"}}
-			for i, id := range ids[:10] {
-				for j := 0; j < 2; j++ {
-					want = append(want, pikkuredis.Subscription{Topic: fmt.Sprintf("t%d", (i+j)%5), ChannelID: id})
-				}
-			}
-
-			_, err = hs.Repair(ctx, pikkuredis.RepairOptions{DryRun: true})
-			assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument, "no opt-in")
-			assert.ErrorContains(t, err, "ChannelsKeptByChannelStore")
-
-			before := contents(t, c, prefix)
-			dry, _ := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true, DryRun: true})
-			assert.Equal(t, before, contents(t, c, prefix), "a dry run writes nothing")
-			assert.Zero(t, dry.Removed)
-			// never-added is in both of its sets, so a dry run sees it twice.
-			assert.Equal(t, len(want)+1, dry.Found)
-
-			got, calls := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true, MaxSets: 2})
-			assert.Greater(t, calls, 2, "work is cut into calls")
-			assert.Equal(t, len(want), got.Found)
-			assert.Equal(t, len(want), got.Removed)
-			assert.Equal(t, sortSubs(want), sortSubs(got.Orphans))
-			// 5 topic sets and 20 live subs sets, and never-added's topic
-			// or subs set: the repair of either removes the other.
-			// (SCAN may also list a key twice while keys are deleted.)
-			assert.GreaterOrEqual(t, got.SetsExamined, 26)
-
-			for i := 0; i < 5; i++ {
-				members, err := hs.GetChannelIDsForTopic(ctx, fmt.Sprintf("t%d", i))
-				require.NoError(t, err)
-				for _, id := range members {
-					_, err := cs.GetChannelAndSession(ctx, id)
-					assert.NoError(t, err, "topic t%d holds %s, which does not exist", i, id)
-				}
-				assert.Len(t, members, 8, "t%d keeps its 8 live channels", i)
-			}
-			assertIndexesAgree(t, prefix)
-			again, _ := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true})
-			assert.Zero(t, again.Found, "nothing left to repair")
-
-			require.NoError(t, cs.RemoveChannels(ctx, ids))
-			assert.Empty(t, scanKeys(t, c, prefix))
-		})
+	for name, open := range layoutBackends() {
+		t.Run(name, func(t *testing.T) { testRepairRemovesOrphans(t, open) })
 	}
+}
+
+func testRepairRemovesOrphans(t *testing.T, open storesFunc) {
+	cs, hs, k := open(t)
+	prefix := k.prefix
+	ctx := ctxT(t)
+	c := dialRaw(t)
+	defer c.Close()
+	ids := populateWith(t, cs, hs, 30, 2) // c0..c29 in t0..t4
+	orphanedByTypeScript(t, c, k, ids[:10]...)
+	_, err := hs.Subscribe(ctx, "t9", "never-added") // both directions, no hash
+	require.NoError(t, err)
+	want := []pikkuredis.Subscription{{Topic: "t9", ChannelID: "never-added"}}
+	for i, id := range ids[:10] {
+		for j := 0; j < 2; j++ {
+			want = append(want, pikkuredis.Subscription{Topic: fmt.Sprintf("t%d", (i+j)%5), ChannelID: id})
+		}
+	}
+
+	_, err = hs.Repair(ctx, pikkuredis.RepairOptions{DryRun: true})
+	assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument, "no opt-in")
+	assert.ErrorContains(t, err, "ChannelsKeptByChannelStore")
+
+	before := contents(t, c, prefix)
+	dry, _ := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true, DryRun: true})
+	assert.Equal(t, before, contents(t, c, prefix), "a dry run writes nothing")
+	assert.Zero(t, dry.Removed)
+	// never-added is in both of its sets, so a dry run sees it twice.
+	assert.Equal(t, len(want)+1, dry.Found)
+
+	got, calls := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true, MaxSets: 2})
+	assert.Greater(t, calls, 2, "work is cut into calls")
+	assert.Equal(t, len(want), got.Found)
+	assert.Equal(t, len(want), got.Removed)
+	assert.Equal(t, sortSubs(want), sortSubs(got.Orphans))
+	// 5 topic sets and 20 live subs sets, and never-added's topic
+	// or subs set: the repair of either removes the other.
+	// (SCAN may also list a key twice while keys are deleted.)
+	assert.GreaterOrEqual(t, got.SetsExamined, 26)
+
+	for i := 0; i < 5; i++ {
+		members, err := hs.GetChannelIDsForTopic(ctx, fmt.Sprintf("t%d", i))
+		require.NoError(t, err)
+		for _, id := range members {
+			_, err := cs.GetChannelAndSession(ctx, id)
+			assert.NoError(t, err, "topic t%d holds %s, which does not exist", i, id)
+		}
+		assert.Len(t, members, 8, "t%d keeps its 8 live channels", i)
+	}
+	assertIndexesAgree(t, prefix)
+	again, _ := repairAll(t, hs, pikkuredis.RepairOptions{ChannelsKeptByChannelStore: true})
+	assert.Zero(t, again.Found, "nothing left to repair")
+
+	require.NoError(t, cs.RemoveChannels(ctx, ids))
+	assert.Empty(t, scanKeys(t, c, prefix))
 }
 
 // Channels added and subscribed while Repair runs are never touched: each
 // member is checked inside the script.
 func TestRepairNeverTouchesLiveChannels(t *testing.T) {
-	cs, hs, prefix := stores(t)
+	forLayouts(t, testRepairNeverTouchesLiveChannels)
+}
+
+func testRepairNeverTouchesLiveChannels(t *testing.T, lc layoutCase) {
+	cs, hs, k := lc.stores(t)
+	prefix := k.prefix
 	ctx := ctxT(t)
 	c := dialRaw(t)
 	defer c.Close()
 	orphans := populateWith(t, cs, hs, 50, 2)
-	orphanedByTypeScript(t, c, prefix, orphans...)
+	orphanedByTypeScript(t, c, k, orphans...)
 
 	var wg sync.WaitGroup
 	writersDone := make(chan struct{})
@@ -178,13 +186,15 @@ func TestRepairNeverTouchesLiveChannels(t *testing.T) {
 }
 
 // A prefix holding glob characters repairs only its own keys.
-func TestRepairStaysInItsPrefix(t *testing.T) {
+func TestRepairStaysInItsPrefix(t *testing.T) { forLayouts(t, testRepairStaysInItsPrefix) }
+
+func testRepairStaysInItsPrefix(t *testing.T, lc layoutCase) {
 	base := newPrefix(t)
 	mine, neighbour := base+"*", base+"x"
 	open := func(prefix string) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
-		cs, err := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+		cs, err := pikkuredis.OpenChannelStore(redisURL, lc.opts(pikkuredis.WithKeyPrefix(prefix))...)
 		require.NoError(t, err)
-		hs, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+		hs, err := pikkuredis.OpenEventHubStore(redisURL, lc.opts(pikkuredis.WithKeyPrefix(prefix))...)
 		require.NoError(t, err)
 		t.Cleanup(func() { cs.Close(); hs.Close() })
 		return cs, hs

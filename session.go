@@ -15,7 +15,9 @@ import (
 // DEL. Go and TypeScript servers on the same Redis and prefix share the
 // sessions both ways. A channel names its user with
 // ChannelStore.SetPikkuUserID; ChannelStore.GetChannelWithSession reads a
-// channel and its user's session in one atomic step.
+// channel and its user's session in one atomic step. In the sharded layout
+// (WithShards, the same n as the ChannelStore's) the key is under the
+// prefix of the user id's shard, {prefix}:{tag}:session:{pikkuUserId}.
 //
 // It is safe for concurrent use. Each call is one command on one key, so
 // it runs no script.
@@ -78,7 +80,7 @@ func (s *SessionStore) Get(ctx context.Context, pikkuUserID string) (session jso
 	if err := checkUserID(pikkuUserID); err != nil {
 		return nil, false, wrap(op, err)
 	}
-	key := s.c.key().session(pikkuUserID)
+	key := s.c.keysOf(pikkuUserID).session(pikkuUserID)
 	raw, err := redis.Bytes(s.c.do(ctx, "GET", key))
 	if err == redis.ErrNil {
 		return nil, false, nil
@@ -112,7 +114,7 @@ func (s *SessionStore) Set(ctx context.Context, pikkuUserID string, session any)
 	if err != nil {
 		return wrap(op, invalid("session cannot be encoded as JSON: %v", err))
 	}
-	key := s.c.key().session(pikkuUserID)
+	key := s.c.keysOf(pikkuUserID).session(pikkuUserID)
 	if ttl := s.c.opts().sessionTTL; ttl > 0 {
 		_, err = s.c.do(ctx, "SET", key, b, "EX", ttlSeconds(ttl))
 	} else {
@@ -129,7 +131,7 @@ func (s *SessionStore) Clear(ctx context.Context, pikkuUserID string) error {
 	if err := checkUserID(pikkuUserID); err != nil {
 		return wrap(op, err)
 	}
-	_, err := s.c.do(ctx, "DEL", s.c.key().session(pikkuUserID))
+	_, err := s.c.do(ctx, "DEL", s.c.keysOf(pikkuUserID).session(pikkuUserID))
 	return wrap(op, err)
 }
 

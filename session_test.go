@@ -29,7 +29,7 @@ var sessionBackends = map[string]func(testing.TB, ...pikkuredis.Option) (*pikkur
 	},
 	"caller's pool": func(t testing.TB, o ...pikkuredis.Option) (*pikkuredis.SessionStore, string) {
 		prefix := newPrefix(t)
-		ss := pikkuredis.NewSessionStore(callersPool(t), append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, o...)...)
+		ss := pikkuredis.NewSessionStore(callersPool(t), withPrefix(prefix, o...)...)
 		t.Cleanup(func() { ss.Close() })
 		return ss, prefix
 	},
@@ -40,7 +40,7 @@ var sessionBackends = map[string]func(testing.TB, ...pikkuredis.Option) (*pikkur
 func freshSessions(t testing.TB, opts ...pikkuredis.Option) (*pikkuredis.SessionStore, string) {
 	t.Helper()
 	prefix := newPrefix(t)
-	return openSessions(t, redisURL, append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)...), prefix
+	return openSessions(t, redisURL, withPrefix(prefix, opts...)...), prefix
 }
 
 // rawGet is the stored text of key, and whether it exists.
@@ -62,14 +62,15 @@ func pttl(t testing.TB, c redis.Conn, key string) int64 {
 }
 
 func TestSessionStoreSetGetClear(t *testing.T) {
-	for name, open := range sessionBackends {
+	for name, open := range layoutSessionBackends() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			ss, prefix := open(t)
+			ss, k := open(t)
+			prefix := k.prefix
 			ctx := ctxT(t)
 			c := dialRaw(t)
 			defer c.Close()
-			key := prefix + ":session:u-42"
+			key := k.session("u-42")
 
 			_, ok, err := ss.Get(ctx, "u-42")
 			require.NoError(t, err)
@@ -278,11 +279,11 @@ func TestSessionStoreInitChecksEvictionPolicy(t *testing.T) {
 }
 
 func TestGetChannelWithSession(t *testing.T) {
-	for name, open := range backends {
+	for name, open := range layoutBackends() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			cs, _, prefix := open(t)
-			ss := pikkuredis.NewSessionStore(callersPool(t), pikkuredis.WithKeyPrefix(prefix))
+			cs, _, k := open(t)
+			ss := pikkuredis.NewSessionStore(callersPool(t), pikkuredis.WithKeyPrefix(k.prefix), pikkuredis.WithShards(k.shards))
 			ctx := ctxT(t)
 			before := time.Now().Truncate(time.Millisecond)
 			require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat", OpeningData: map[string]string{"room": "lobby"}}))
@@ -375,17 +376,40 @@ func TestGetChannelWithSessionReadsItsOwnPrefix(t *testing.T) {
 // old user's session deleted. Every read must name a user and return that
 // user's session. (Read as two calls, GetChannel then Get, a read that
 // falls between them finds the named user's session already deleted.)
+// In the sharded layout the users are of the channel's shard, where the
+// read is one script.
 func TestGetChannelWithSessionIsAtomic(t *testing.T) {
-	cs, _, prefix := stores(t)
+	forLayouts(t, testGetChannelWithSessionIsAtomic)
+}
+
+func testGetChannelWithSessionIsAtomic(t *testing.T, lc layoutCase) {
+	cs, _, k := lc.stores(t)
 	ctx := ctxT(t)
 	require.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1"}))
 	w := dialRaw(t)
 	defer w.Close()
+	// user(n) is "u<n>" in the standard layout; in the sharded one the
+	// nth "u<m>" of the channel's shard.
+	var users []string
+	next := 0
+	user := func(n int) string {
+		if n < 0 {
+			return "u-none"
+		}
+		for len(users) <= n {
+			u := fmt.Sprint("u", next)
+			next++
+			if k.shards == 0 || k.shardOf(u) == k.shardOf("c1") {
+				users = append(users, u)
+			}
+		}
+		return users[n]
+	}
 	move := func(from, to int) error {
 		w.Send("MULTI")
-		w.Send("HSET", prefix+":channel:c1", "pikkuUserId", fmt.Sprint("u", to))
-		w.Send("SET", fmt.Sprint(prefix, ":session:u", to), fmt.Sprintf(`{"userId":"u%d"}`, to))
-		w.Send("DEL", fmt.Sprint(prefix, ":session:u", from))
+		w.Send("HSET", k.channel("c1"), "pikkuUserId", user(to))
+		w.Send("SET", k.session(user(to)), fmt.Sprintf(`{"userId":%q}`, user(to)))
+		w.Send("DEL", k.session(user(from)))
 		_, err := w.Do("EXEC")
 		return err
 	}

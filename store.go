@@ -13,32 +13,6 @@ import (
 	"github.com/gomodule/redigo/redis"
 )
 
-// keys builds every Redis key the stores use; no key name is written
-// anywhere else. The layout is that of @pikku/redis, byte for byte:
-//
-//	{prefix}:channel:{channelId}  hash  channelId, channelName, openingData, userSession, createdAt
-//	                                    (and, since @pikku/redis 0.12.18, pikkuUserId, state)
-//	{prefix}:topic:{topic}        set   channel ids subscribed to the topic
-//	{prefix}:subs:{channelId}     set   topics the channel is subscribed to
-//	{prefix}:session:{pikkuUserId} string JSON text of the user's session
-//	                                    (@pikku/redis 0.12.18's RedisSessionStore)
-//
-// and, only for stores with WithChannelTTL (not in @pikku/redis):
-//
-//	{prefix}:leases               zset  channel id -> lease deadline, ms since the Unix epoch
-//
-// The prefix comes first, so a hash-tag prefix such as "{pikku}" puts every
-// key of a store in one Redis Cluster slot. remove_channels.lua builds topic
-// keys from the prefix in the same way (ARGV[1] .. ":topic:" .. topic), and
-// get_channel_with_session.lua session keys (ARGV[1] .. ":session:" .. id).
-type keys struct{ prefix string }
-
-func (k keys) channel(channelID string) string { return k.prefix + ":channel:" + channelID }
-func (k keys) topic(topic string) string       { return k.prefix + ":topic:" + topic }
-func (k keys) subs(channelID string) string    { return k.prefix + ":subs:" + channelID }
-func (k keys) leases() string                  { return k.prefix + ":leases" }
-func (k keys) session(userID string) string    { return k.prefix + ":session:" + userID }
-
 // Hash fields of a channel, as @pikku/redis names them.
 const (
 	fieldChannelID   = "channelId"
@@ -272,15 +246,16 @@ func (s *ChannelStore) AddChannel(ctx context.Context, ch Channel) error {
 		data = emptyObject()
 	}
 	createdAt := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	k := s.c.keysOf(ch.ChannelID)
 	if ttl := s.c.opts().channelTTL; ttl > 0 {
 		// The hash and its lease, in one script.
 		_, err = addChannelScript.run(ctx, s.c, 2, []any{nil, nil,
-			s.c.key().channel(ch.ChannelID), s.c.key().leases(),
+			k.channel(ch.ChannelID), k.leases(),
 			ch.ChannelID, ch.ChannelName, data, createdAt, ttlMillis(ttl)})
 		return wrap(op, err)
 	}
 	// One key, one command: HSET is atomic on its own.
-	key := s.c.key().channel(ch.ChannelID)
+	key := k.channel(ch.ChannelID)
 	_, err = s.c.do(ctx, "HSET", key,
 		fieldChannelID, ch.ChannelID,
 		fieldChannelName, ch.ChannelName,
@@ -301,7 +276,11 @@ const removeBudgetPerID = 10
 // about ten times as many topic memberships, so a large removal never holds
 // Redis for long; each channel is removed wholly or not at all (a channel
 // with more subscriptions than that goes alone, in one call). An empty list
-// does nothing.
+// does nothing. On an error, the error says how many ids were removed: the
+// first ones of the list in the standard layout; in the sharded layout
+// (WithShards) the ids go shard by shard, each call holding ids of one
+// shard, so those removed are the ids of some shards and not the first of
+// the list. Removing again is harmless: call again with the same list.
 func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) error {
 	const op = "remove channels"
 	if err := checkIDs(channelIDs); err != nil {
@@ -312,15 +291,39 @@ func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) 
 	if err := s.c.usable(); err != nil || len(channelIDs) == 0 {
 		return wrap(op, err)
 	}
+	done := 0
+	for _, g := range s.c.groupByShard(channelIDs) {
+		n, err := s.removeShard(ctx, g)
+		done += n
+		if err != nil {
+			order := "the first "
+			if s.c.shards() > 0 {
+				order = "shard by shard, "
+			}
+			rest := "may not be"
+			if errors.Is(err, ErrWrongType) {
+				// The script checks before it writes: that call removed none.
+				rest = "were not"
+			}
+			return wrap(op, fmt.Errorf("%s%d of %d ids were removed, the rest %s: %w", order, done, len(channelIDs), rest, err))
+		}
+	}
+	return nil
+}
+
+// removeShard removes the ids of one shard (all ids in the standard
+// layout), in chunks, and returns how many it removed before an error.
+func (s *ChannelStore) removeShard(ctx context.Context, g shardGroup) (int, error) {
 	chunk := s.c.cfg.removeChunkSize
 	budget := removeBudgetPerID * chunk
-	for done := 0; done < len(channelIDs); {
-		ids := channelIDs[done:min(done+chunk, len(channelIDs))]
+	done := 0
+	for done < len(g.ids) {
+		ids := g.ids[done:min(done+chunk, len(g.ids))]
 		args := make([]any, 2, 2+3*len(ids)+2)
 		for _, id := range ids {
-			args = append(args, s.c.key().channel(id), s.c.key().subs(id))
+			args = append(args, g.keys.channel(id), g.keys.subs(id))
 		}
-		args = append(args, s.c.key().prefix, budget)
+		args = append(args, g.keys.prefix, budget)
 		for _, id := range ids {
 			args = append(args, id)
 		}
@@ -328,16 +331,12 @@ func (s *ChannelStore) RemoveChannels(ctx context.Context, channelIDs []string) 
 		if err == nil && (n < 1 || n > len(ids)) {
 			err = fmt.Errorf("script %s removed %d of %d channels", removeChannelsScript.name, n, len(ids))
 		}
-		if errors.Is(err, ErrWrongType) {
-			// The script checks before it writes: that call removed none.
-			return wrap(op, fmt.Errorf("the first %d of %d ids were removed, the rest were not: %w", done, len(channelIDs), err))
-		}
 		if err != nil {
-			return wrap(op, fmt.Errorf("the first %d of %d ids were removed, the rest may not be: %w", done, len(channelIDs), err))
+			return done, err
 		}
 		done += n
 	}
-	return nil
+	return done, nil
 }
 
 // SetUserSession stores the user session of an existing channel. nil, and
@@ -361,7 +360,7 @@ func (s *ChannelStore) SetUserSession(ctx context.Context, channelID string, ses
 // that change while a channel is open, only if the channel exists.
 // Deleting has a script of its own that Redis runs at maxmemory too.
 func (s *ChannelStore) setField(ctx context.Context, channelID, field string, value []byte) error {
-	sc, args := clearChannelFieldScript, []any{nil, nil, s.c.key().channel(channelID), field, value}
+	sc, args := clearChannelFieldScript, []any{nil, nil, s.c.keysOf(channelID).channel(channelID), field, value}
 	if len(value) == 0 {
 		args = args[:4]
 	} else {
@@ -425,7 +424,7 @@ func (s *ChannelStore) readChannel(ctx context.Context, channelID string, extra 
 		return channelHash{}, err
 	}
 	args := make([]any, 0, 5+len(extra))
-	args = append(args, s.c.key().channel(channelID), fieldChannelID, fieldChannelName, fieldOpeningData, fieldCreatedAt)
+	args = append(args, s.c.keysOf(channelID).channel(channelID), fieldChannelID, fieldChannelName, fieldOpeningData, fieldCreatedAt)
 	for _, f := range extra {
 		args = append(args, f)
 	}
@@ -519,18 +518,45 @@ func (s *EventHubStore) Close() error { return s.c.close() }
 
 // GetChannelIDsForTopic returns the ids of the channels subscribed to
 // topic, in no particular order; an empty, non-nil slice for an unknown
-// topic.
+// topic. In the sharded layout (WithShards) it reads the topic's set in
+// every shard, concurrently, and returns them together (a channel is in
+// the set of its own shard only); the first error ends the read.
 func (s *EventHubStore) GetChannelIDsForTopic(ctx context.Context, topic string) ([]string, error) {
 	const op = "get channel ids for topic"
 	if err := checkTopic(topic); err != nil {
 		return nil, wrap(op, err)
 	}
-	// redis.Strings turns the empty array of an unknown topic into an
-	// empty, non-nil slice.
-	key := s.c.key().topic(topic)
-	ids, err := redis.Strings(s.c.do(ctx, "SMEMBERS", key))
+	members := func(ctx context.Context, k keys) ([]string, error) {
+		// redis.Strings turns the empty array of an unknown topic into
+		// an empty, non-nil slice.
+		key := k.topic(topic)
+		ids, err := redis.Strings(s.c.do(ctx, "SMEMBERS", key))
+		return ids, onKey(key, err)
+	}
+	all := s.c.shardKeyList()
+	if len(all) == 1 {
+		ids, err := members(ctx, all[0])
+		if err != nil {
+			return nil, wrap(op, err)
+		}
+		return ids, nil
+	}
+	parts := make([][]string, len(all))
+	err := s.c.eachShardAtOnce(ctx, func(ctx context.Context, i int, k keys) error {
+		var err error
+		parts[i], err = members(ctx, k)
+		return err
+	})
 	if err != nil {
-		return nil, wrap(op, onKey(key, err))
+		return nil, wrap(op, err)
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	ids := make([]string, 0, n)
+	for _, p := range parts {
+		ids = append(ids, p...)
 	}
 	return ids, nil
 }
@@ -548,8 +574,10 @@ const scanPageSize = 1000
 // at least once; one subscribed or unsubscribed meanwhile may or may not
 // come; and an id may come twice if Redis resizes the set mid-iteration
 // (a topic small enough for Redis's compact encoding comes in one page,
-// exactly once each). On an error the iterator yields ("", err) once and
-// stops. Stopping early (break) sends nothing more.
+// exactly once each). In the sharded layout (WithShards) it walks the
+// topic's set in each shard in turn, with the same guarantees (a channel
+// is in the set of its own shard only). On an error the iterator yields
+// ("", err) once and stops. Stopping early (break) sends nothing more.
 func (s *EventHubStore) ScanChannelIDsForTopic(ctx context.Context, topic string) iter.Seq2[string, error] {
 	const op = "scan channel ids for topic"
 	return func(yield func(string, error) bool) {
@@ -557,23 +585,25 @@ func (s *EventHubStore) ScanChannelIDsForTopic(ctx context.Context, topic string
 			yield("", wrap(op, err))
 			return
 		}
-		key := s.c.key().topic(topic)
-		cursor := "0"
-		for {
-			var ids []string
-			var err error
-			cursor, ids, err = scanPage(s.c.do(ctx, "SSCAN", key, cursor, "COUNT", scanPageSize))
-			if err != nil {
-				yield("", wrap(op, onKey(key, err)))
-				return
-			}
-			for _, id := range ids {
-				if !yield(id, nil) {
+		for _, k := range s.c.shardKeyList() {
+			key := k.topic(topic)
+			cursor := "0"
+			for {
+				var ids []string
+				var err error
+				cursor, ids, err = scanPage(s.c.do(ctx, "SSCAN", key, cursor, "COUNT", scanPageSize))
+				if err != nil {
+					yield("", wrap(op, onKey(key, err)))
 					return
 				}
-			}
-			if cursor == "0" {
-				return
+				for _, id := range ids {
+					if !yield(id, nil) {
+						return
+					}
+				}
+				if cursor == "0" {
+					break
+				}
 			}
 		}
 	}
@@ -620,9 +650,10 @@ func (s *EventHubStore) changeSubscription(ctx context.Context, op string, sc *s
 		return false, wrap(op, err)
 	}
 	args := make([]any, 4, 7)
-	args[2], args[3] = s.c.key().topic(topic), s.c.key().subs(channelID)
+	k := s.c.keysOf(channelID)
+	args[2], args[3] = k.topic(topic), k.subs(channelID)
 	if requireChannel {
-		args = append(args, s.c.key().channel(channelID))
+		args = append(args, k.channel(channelID))
 	}
 	numKeys := len(args) - 2
 	args = append(args, channelID, topic)

@@ -28,6 +28,12 @@ var wrongTypeTopics = []string{"a", "b", "c", "d", "e", "f", "g", "h"}
 // the orphan "ghost" (no hash) in topic a, as @pikku/redis leaves it.
 func wrongTypeState(t *testing.T, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, c redis.Conn, prefix string) {
 	t.Helper()
+	wrongTypeStateIn(t, cs, hs, c, keyLayout{prefix: prefix})
+}
+
+// wrongTypeStateIn is wrongTypeState in either layout.
+func wrongTypeStateIn(t *testing.T, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, c redis.Conn, k keyLayout) {
+	t.Helper()
 	ctx := ctxT(t)
 	subs := map[string][]string{"c1": wrongTypeTopics, "c2": {"a", "b"}, "c3": {"c"}}
 	for _, id := range []string{"c1", "c2", "c3"} {
@@ -38,9 +44,9 @@ func wrongTypeState(t *testing.T, cs *pikkuredis.ChannelStore, hs *pikkuredis.Ev
 			require.NoError(t, err)
 		}
 	}
-	_, err := c.Do("SADD", prefix+":topic:a", "ghost")
+	_, err := c.Do("SADD", k.topic("a", "ghost"), "ghost")
 	require.NoError(t, err)
-	_, err = c.Do("SADD", prefix+":subs:ghost", "a")
+	_, err = c.Do("SADD", k.subs("ghost"), "a")
 	require.NoError(t, err)
 }
 
@@ -89,11 +95,18 @@ func settle(t *testing.T, c redis.Conn, prefix string) {
 
 // wrongTypeCase is one call with one key of another type.
 type wrongTypeCase struct {
-	name  string
-	key   string // after the prefix
+	name string
+	key  string // after the prefix (of the shard of the id it names)
+	// owner is the channel whose shard holds key when it names no id
+	// (":topic:..", ":leases", ":void"): "" for c1.
+	owner string
 	want  string // the layout's type of key
 	ttl   bool   // the stores have WithChannelTTL
-	setup func(t *testing.T, c redis.Conn, prefix string)
+	// ids are the channels of a call that takes several and may touch
+	// a shard before the bad key's: in the sharded layout, one call per
+	// shard, each all or nothing (TestShardedRemoveAndTouchAcrossShards).
+	ids   []string
+	setup func(t *testing.T, c redis.Conn, k keyLayout)
 	call  func(ctx context.Context, cs *pikkuredis.ChannelStore, hs, hsRequire *pikkuredis.EventHubStore) error
 	// callSessions, where call is nil, is a call of a SessionStore on
 	// the same prefix and backend.
@@ -123,8 +136,8 @@ func wrongTypeCases() []wrongTypeCase {
 		_, err := cs.TouchChannels(ctx, "c2", "c1")
 		return err
 	}
-	expireC1 := func(t *testing.T, c redis.Conn, prefix string) {
-		_, err := c.Do("ZADD", prefix+":leases", "XX", 1, "c1")
+	expireC1 := func(t *testing.T, c redis.Conn, k keyLayout) {
+		_, err := c.Do("ZADD", k.leases("c1"), "XX", 1, "c1")
 		require.NoError(t, err)
 	}
 	sweep := func(ctx context.Context, cs *pikkuredis.ChannelStore, _, _ *pikkuredis.EventHubStore) error {
@@ -139,12 +152,12 @@ func wrongTypeCases() []wrongTypeCase {
 		return err
 	}
 	// The channels name their Pikku users; u-c2 has a session.
-	pikkuUsers := func(t *testing.T, c redis.Conn, prefix string) {
+	pikkuUsers := func(t *testing.T, c redis.Conn, k keyLayout) {
 		for _, id := range []string{"c1", "c2"} {
-			_, err := c.Do("HSET", prefix+":channel:"+id, "pikkuUserId", "u-"+id)
+			_, err := c.Do("HSET", k.channel(id), "pikkuUserId", "u-"+id)
 			require.NoError(t, err)
 		}
-		_, err := c.Do("SET", prefix+":session:u-c2", `{"userId":"u-c2"}`)
+		_, err := c.Do("SET", k.session("u-c2"), `{"userId":"u-c2"}`)
 		require.NoError(t, err)
 	}
 	withSession := func(ctx context.Context, cs *pikkuredis.ChannelStore, _, _ *pikkuredis.EventHubStore) error {
@@ -207,9 +220,9 @@ func wrongTypeCases() []wrongTypeCase {
 		{name: "remove_channels", key: ":channel:c1", want: "hash", ttl: true, call: remove},
 		{name: "remove_channels", key: ":subs:c1", want: "set", ttl: true, call: remove},
 		{name: "remove_channels", key: ":leases", want: "zset", ttl: true, call: remove},
-		{name: "touch_channels", key: ":leases", want: "zset", ttl: true, call: touch},
-		{name: "touch_channels", key: ":channel:c1", want: "hash", ttl: true, call: touch},
-		{name: "touch_channels", key: ":channel:c2", want: "hash", ttl: true, call: touch},
+		{name: "touch_channels", key: ":leases", want: "zset", ttl: true, call: touch, ids: []string{"c2", "c1"}},
+		{name: "touch_channels", key: ":channel:c1", want: "hash", ttl: true, call: touch, ids: []string{"c2", "c1"}},
+		{name: "touch_channels", key: ":channel:c2", want: "hash", ttl: true, call: touch, ids: []string{"c2", "c1"}},
 		{name: "sweep_expired", key: ":leases", want: "zset", ttl: true, call: sweep},
 		{name: "sweep_expired", key: ":channel:c1", want: "hash", ttl: true, setup: expireC1, call: sweep},
 		{name: "sweep_expired", key: ":subs:c1", want: "set", ttl: true, setup: expireC1, call: sweep},
@@ -224,12 +237,12 @@ func wrongTypeCases() []wrongTypeCase {
 	}
 	// The same with the void key planted (a set holding the ids): the
 	// scripts check each topic set on their own, and still name the key.
-	plantVoid := func(setup func(*testing.T, redis.Conn, string)) func(*testing.T, redis.Conn, string) {
-		return func(t *testing.T, c redis.Conn, prefix string) {
-			_, err := c.Do("SADD", prefix+":void", "c1", "c2", "c3")
+	plantVoid := func(setup func(*testing.T, redis.Conn, keyLayout)) func(*testing.T, redis.Conn, keyLayout) {
+		return func(t *testing.T, c redis.Conn, k keyLayout) {
+			_, err := c.Do("SADD", k.prefixOf("c1")+":void", "c1", "c2", "c3")
 			require.NoError(t, err)
 			if setup != nil {
-				setup(t, c, prefix)
+				setup(t, c, k)
 			}
 		}
 	}
@@ -237,8 +250,23 @@ func wrongTypeCases() []wrongTypeCase {
 		wrongTypeCase{name: "remove_channels void planted", key: ":topic:e", want: "set", ttl: true, setup: plantVoid(nil), call: remove},
 		wrongTypeCase{name: "sweep_expired void planted", key: ":topic:e", want: "set", ttl: true, setup: plantVoid(expireC1), call: sweep})
 	// The topic set of an orphan, found from its subs set.
-	cases = append(cases, wrongTypeCase{name: "repair_set", key: ":topic:a", want: "set", call: repair})
+	cases = append(cases, wrongTypeCase{name: "repair_set", key: ":topic:a", owner: "ghost", want: "set", call: repair})
 	return cases
+}
+
+// keyIn is the case's key in layout k: after the prefix of the shard of
+// the id the key names, or of its owner.
+func (tc wrongTypeCase) keyIn(k keyLayout) string {
+	id := tc.owner
+	if id == "" {
+		id = "c1"
+	}
+	for _, kind := range []string{":channel:", ":subs:", ":session:"} {
+		if rest, ok := strings.CutPrefix(tc.key, kind); ok {
+			id = rest
+		}
+	}
+	return k.prefixOf(id) + tc.key
 }
 
 // otherType is a type that is not want but that lenient commands take.
@@ -263,26 +291,35 @@ func wrongKinds(want string) []string {
 // type there: the call fails with ErrWrongType naming the key, and every
 // key under the prefix is byte for byte (DUMP) as it was.
 func TestWrongTypeKeyWritesNothing(t *testing.T) {
-	for _, backend := range []string{"auto-pipelined", "caller's pool"} {
+	// Both layouts on one backend, the standard one on another too.
+	for _, run := range []struct {
+		backend string
+		lc      layoutCase
+	}{{"auto-pipelined", layoutCases[0]}, {"caller's pool", layoutCases[0]}, {"auto-pipelined", sharded}} {
+		backend, lc := run.backend, run.lc
 		for _, tc := range wrongTypeCases() {
 			for _, kind := range wrongKinds(tc.want) {
-				t.Run(fmt.Sprintf("%s/%s/%s%s=%s", backend, tc.name, "{prefix}", tc.key, kind), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/%s/%s/%s%s=%s", backend, lc.name, tc.name, "{prefix}", tc.key, kind), func(t *testing.T) {
 					t.Parallel()
 					var opts []pikkuredis.Option
 					if tc.ttl {
 						opts = append(opts, pikkuredis.WithChannelTTL(time.Hour))
 					}
-					cs, hs, prefix := backends[backend](t, opts...)
-					hsRequire, err := pikkuredis.OpenEventHubStore(redisURL, pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithRequireChannel())
+					cs, hs, k := lc.on(backends[backend])(t, opts...)
+					prefix := k.prefix
+					if k.shards > 0 && len(tc.ids) > 1 && k.shardOf(tc.ids[0]) != k.shardOf(tc.ids[len(tc.ids)-1]) {
+						t.Skipf("the call's ids %v are in several shards: one script call per shard, not one for all", tc.ids)
+					}
+					hsRequire, err := pikkuredis.OpenEventHubStore(redisURL, lc.opts(pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithRequireChannel())...)
 					require.NoError(t, err)
 					defer hsRequire.Close()
 					c := dialRaw(t)
 					defer c.Close()
-					wrongTypeState(t, cs, hs, c, prefix)
+					wrongTypeStateIn(t, cs, hs, c, k)
 					if tc.setup != nil {
-						tc.setup(t, c, prefix)
+						tc.setup(t, c, k)
 					}
-					key := prefix + tc.key
+					key := tc.keyIn(k)
 					plant(t, c, key, kind)
 					settle(t, c, prefix)
 					before, beforeContents := dumps(t, c, prefix), contents(t, c, prefix)
@@ -290,7 +327,7 @@ func TestWrongTypeKeyWritesNothing(t *testing.T) {
 					if tc.call != nil {
 						err = tc.call(ctxT(t), cs, hs, hsRequire)
 					} else {
-						err = tc.callSessions(ctxT(t), sessionStore(t, backend, prefix))
+						err = tc.callSessions(ctxT(t), sessionStore(t, backend, prefix, lc.opts()...))
 					}
 					require.Error(t, err)
 					assert.ErrorIs(t, err, pikkuredis.ErrWrongType)
@@ -307,16 +344,17 @@ func TestWrongTypeKeyWritesNothing(t *testing.T) {
 
 // sessionStore is a SessionStore on prefix by the way backend reaches
 // Redis (auto-pipelined, or a caller's pool).
-func sessionStore(t *testing.T, backend, prefix string) *pikkuredis.SessionStore {
+func sessionStore(t *testing.T, backend, prefix string, opts ...pikkuredis.Option) *pikkuredis.SessionStore {
 	t.Helper()
+	opts = append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, opts...)
 	var ss *pikkuredis.SessionStore
 	switch backend {
 	case "auto-pipelined":
 		var err error
-		ss, err = pikkuredis.OpenSessionStore(redisURL, pikkuredis.WithKeyPrefix(prefix))
+		ss, err = pikkuredis.OpenSessionStore(redisURL, opts...)
 		require.NoError(t, err)
 	case "caller's pool":
-		ss = pikkuredis.NewSessionStore(newPool(t), pikkuredis.WithKeyPrefix(prefix))
+		ss = pikkuredis.NewSessionStore(newPool(t), opts...)
 	default:
 		t.Fatalf("backend %s", backend)
 	}
