@@ -499,3 +499,65 @@ func (c *clusterConn) scanKeys(t testing.TB, prefix string) []string {
 	}
 	return out
 }
+
+// TestClusterShardedBalance adds 10,000 channels with 5 subscriptions
+// each in the sharded layout and counts the store's keys on each master:
+// each holds between 25% and 42% of them.
+func TestClusterShardedBalance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	cl := sharedCluster(t)
+	prefix := newPrefix(t)
+	cs, hs := openBoth(t, cl.URL(), pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithShards(16))
+	ctx := ctxT(t)
+	const channels, subsEach, workers = 10_000, 5, 64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < channels; i += workers {
+				id := fmt.Sprintf("ch-%d", i)
+				if err := cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: "n"}); err != nil {
+					errs <- err
+					return
+				}
+				for j := 0; j < subsEach; j++ {
+					if _, err := hs.Subscribe(ctx, fmt.Sprintf("topic-%d", (i+j)%100), id); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	masters, err := cl.Masters()
+	require.NoError(t, err)
+	counts := map[string]int{}
+	total := 0
+	for _, m := range masters {
+		c := dialURL(t, m.URL)
+		n := len(scanKeys(t, c, prefix))
+		c.Close()
+		counts[m.Addr] = n
+		total += n
+	}
+	// 10,000 hashes, 10,000 subs sets, and each of the 100 topics' set
+	// in each of the 16 shards.
+	assert.Equal(t, 2*channels+100*16, total, "every key of the store, once")
+	for addr, n := range counts {
+		share := float64(n) / float64(total)
+		t.Logf("master %s holds %d of the store's %d keys (%.1f%%)", addr, n, total, 100*share)
+		assert.True(t, share >= 0.25 && share <= 0.42, "master %s holds %.1f%% of the keys, want 25%%..42%%", addr, 100*share)
+	}
+	ids, err := hs.GetChannelIDsForTopic(ctx, "topic-7")
+	require.NoError(t, err)
+	assert.Len(t, ids, channels*subsEach/100, "a topic read unions every shard")
+}
