@@ -561,3 +561,40 @@ func TestClusterShardedBalance(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, ids, channels*subsEach/100, "a topic read unions every shard")
 }
+
+// On a cluster, a store whose prefix is not a hash tag and that is not
+// sharded is refused, by Init and every call, with nothing written; a
+// hash-tag prefix, or WithShards with a plain one, is taken.
+func TestClusterRefusesAPrefixThatIsNotAHashTag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	ctx := ctxT(t)
+	for name, open := range clusterBackends(t) {
+		for _, prefix := range []string{"pikku", "pik{}ku", "pikku}{x"} {
+			cs, hs := open(pikkuredis.WithKeyPrefix(prefix))
+			err := cs.Init(ctx)
+			assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument, "%s, %q", name, prefix)
+			assert.ErrorContains(t, err, "not a hash tag", "%s, %q", name, prefix)
+			assert.ErrorIs(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c", ChannelName: "n"}), pikkuredis.ErrInvalidArgument, name)
+			_, err = hs.Subscribe(ctx, "t", "c")
+			assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument, name)
+		}
+		for _, opts := range [][]pikkuredis.Option{
+			{pikkuredis.WithKeyPrefix("{" + newPrefix(t) + "}")},
+			{pikkuredis.WithKeyPrefix("app:{" + newPrefix(t) + "}:x")},
+			{pikkuredis.WithKeyPrefix(newPrefix(t)), pikkuredis.WithShards(4)},
+		} {
+			cs, _ := open(opts...)
+			assert.NoError(t, cs.Init(ctx), name)
+			assert.NoError(t, cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c", ChannelName: "n"}), name)
+		}
+	}
+	m, err := sharedCluster(t).MasterOf(redisc.Slot("pikku:channel:c"))
+	require.NoError(t, err)
+	c := dialURL(t, m.URL)
+	defer c.Close()
+	n, err := redis.Int(c.Do("EXISTS", "pikku:channel:c"))
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing was written")
+}
