@@ -12,10 +12,11 @@ import (
 	"github.com/pikkujs/pikkuredis/internal/redisurl"
 )
 
-// Pool is where a store gets its connections. *redis.Pool satisfies it, and
-// so does a redigo-based cluster client such as *redisc.Cluster. When the
-// value also has GetContext (as *redis.Pool does), the store uses it, so
-// that waiting for a free connection ends with the caller's context.
+// Pool is where a store gets its connections. *redis.Pool satisfies it:
+// when the value also has GetContext (as *redis.Pool does), the store
+// uses it, so that waiting for a free connection ends with the caller's
+// context. A *redisc.Cluster (github.com/mna/redisc) satisfies it too, and
+// the store then routes each call by its key's slot (cluster.go).
 type Pool interface {
 	Get() redis.Conn
 }

@@ -32,8 +32,8 @@ func NewSessionStore(pool Pool, opts ...Option) *SessionStore {
 }
 
 // OpenSessionStore returns a session store with connections of its own,
-// dialled from a redis://, rediss:// or redis+sentinel:// URL as
-// OpenChannelStore says. Close closes them. Nothing is dialled until the
+// dialled from a redis://, rediss://, redis+sentinel:// or
+// redis+cluster:// URL as OpenChannelStore says. Close closes them. Nothing is dialled until the
 // first call.
 func OpenSessionStore(rawURL string, opts ...Option) (*SessionStore, error) {
 	c, err := openConn(rawURL, opts)

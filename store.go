@@ -166,8 +166,12 @@ type ChannelStore struct {
 	c *conn
 }
 
-// NewChannelStore returns a store over the caller's pool (a *redis.Pool, a
-// redisc cluster...). Close does not close that pool.
+// NewChannelStore returns a store over the caller's pool: a *redis.Pool,
+// or a *redisc.Cluster, whose calls then go each to the master of its
+// key's slot, on one of the cluster's connections, following MOVED, ASK
+// and TRYAGAIN (give the cluster a CreatePool and a read timeout; see
+// OpenChannelStore for the prefix a cluster needs). Close does not close
+// that pool.
 func NewChannelStore(pool Pool, opts ...Option) *ChannelStore {
 	return &ChannelStore{c: connOver(pool, opts)}
 }
@@ -190,6 +194,17 @@ func NewChannelStore(pool Pool, opts ...Option) *ChannelStore {
 // (WithDialOptions(redis.DialTLSConfig(...)) for both); add
 // sentinel_tls=false for sentinels that listen without TLS, or
 // sentinel_tls=true with redis+sentinel:// for the reverse.
+//
+// For Redis Cluster, give seed nodes (any one that answers is enough):
+//
+//	redis+cluster://[user:password@]host1[:6379][,host2[:6379]...]
+//
+// The store reads the slot map and sends each call to the master of its
+// key's slot, auto-pipelined per master (a pool per master
+// WithoutAutoPipelining); rediss+cluster:// dials every node with TLS.
+// The prefix must be a hash tag ("{pikku}"), or the store sharded
+// (WithShards); otherwise Init and every call return ErrInvalidArgument.
+// See the README's "Running on Redis Cluster".
 func OpenChannelStore(rawURL string, opts ...Option) (*ChannelStore, error) {
 	c, err := openConn(rawURL, opts)
 	if err != nil {
@@ -488,15 +503,17 @@ type EventHubStore struct {
 	c *conn
 }
 
-// NewEventHubStore returns a store over the caller's pool. Close does not
-// close that pool.
+// NewEventHubStore returns a store over the caller's pool (a *redis.Pool
+// or a *redisc.Cluster, as NewChannelStore says). Close does not close
+// that pool.
 func NewEventHubStore(pool Pool, opts ...Option) *EventHubStore {
 	return &EventHubStore{c: connOver(pool, opts)}
 }
 
 // OpenEventHubStore returns a store with a pool of its own, dialled from a
-// redis:// or rediss:// URL, or from Redis Sentinel with a
-// redis+sentinel:// URL as OpenChannelStore says. Close closes that pool.
+// redis:// or rediss:// URL, from Redis Sentinel with a redis+sentinel://
+// URL, or from Redis Cluster with a redis+cluster:// URL, as
+// OpenChannelStore says. Close closes that pool.
 // Nothing is dialled until the first call.
 func OpenEventHubStore(rawURL string, opts ...Option) (*EventHubStore, error) {
 	c, err := openConn(rawURL, opts)
