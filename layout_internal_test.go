@@ -156,3 +156,30 @@ func TestBadLayoutIsRefusedByEveryCall(t *testing.T) {
 	assert.Nil(t, c.cfg.shardKeys, "no shard keys for a refused layout")
 	assert.Equal(t, 0, c.shards())
 }
+
+// Repair's cursor: SCAN's own on one server; master:cursor on a cluster,
+// where "0" starts from the first master and anything else is refused
+// with ErrInvalidArgument.
+func TestParseRepairCursor(t *testing.T) {
+	for _, tc := range []struct {
+		in, cursor string
+		perMaster  bool
+		master     int
+	}{
+		{"0", "0", false, 0},
+		{"1234", "1234", false, 0},
+		{"0", "0", true, 0},
+		{"0:0", "0", true, 0},
+		{"2:4711", "4711", true, 2},
+	} {
+		master, cursor, err := parseRepairCursor(tc.in, tc.perMaster)
+		require.NoError(t, err, tc.in)
+		assert.Equal(t, tc.master, master, tc.in)
+		assert.Equal(t, tc.cursor, cursor, tc.in)
+	}
+	for _, bad := range []string{"1234", "x:1", "-1:5", "2:", ":5"} {
+		_, _, err := parseRepairCursor(bad, true)
+		assert.ErrorIs(t, err, ErrInvalidArgument, bad)
+		assert.ErrorContains(t, err, "master:cursor", bad)
+	}
+}
