@@ -134,7 +134,7 @@ func openCluster(rawURL string, cfg config) (*clusterTransport, error) {
 	// The pools redisc keeps per node read the slot map, and carry the
 	// calls of a pooled store. Their connections' own read timeout is
 	// ClusterTimeout, for CLUSTER SLOTS, which redisc sends without one;
-	// every call of the store gives its own (see onConn).
+	// every call of the store gives its own (see sendTimed).
 	meta := cfg
 	meta.ioTimeout = ClusterTimeout
 	ct.cluster = &redisc.Cluster{
@@ -182,6 +182,12 @@ func (ct *clusterTransport) node(addr string) *clusterNode {
 	n := ct.nodes[addr]
 	if n == nil {
 		n = &clusterNode{addr: addr, lanes: newLanes(ct.cfg.pipelineConns, ct.dialNode(addr))}
+		if ct.closed.Load() {
+			// A MOVED or a read of the map that came after Close:
+			// lanes that take no call (ErrClosed) and hold nothing.
+			n.lanes.close()
+			return n
+		}
 		ct.nodes[addr] = n
 	}
 	return n
@@ -245,6 +251,12 @@ func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any
 		switch {
 		case re != nil && re.Type == "MOVED":
 			ct.moved(re)
+			// Moved again and again: the map is being read anew
+			// meanwhile (a pooled call whose master cannot be dialled
+			// lands on another node, which sends it back).
+			if try > 0 && !pause(ctx, time.Duration(try)*10*time.Millisecond) {
+				return nil, ctxErr(ctx, err)
+			}
 			continue
 		case re != nil: // ASK: this one call goes to the importing node
 			// Not a try either: the importing node answers, or says
@@ -276,7 +288,7 @@ func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any
 		}
 		return reply, err
 	}
-	return nil, fmt.Errorf("redis cluster: still redirected after %d tries (slot %d is moving): %w", clusterTries, slot, err)
+	return nil, fmt.Errorf("redis cluster: still redirected after %d tries (slot %d is moving, or its master cannot be reached): %w", clusterTries, slot, err)
 }
 
 // oneLine joins the lines of redisc's errors that list each node's
@@ -337,42 +349,42 @@ func (ct *clusterTransport) viaLanes(ctx context.Context, slot int, cmd string, 
 }
 
 // viaPool sends the call on a redisc connection bound to key's slot (to
-// any master when hasKey is false).
+// any master when hasKey is false). redisc takes no context: neither
+// while it waits for a free connection of a node's pool or dials one, nor
+// while it reads. The call reads with ctx's deadline (WithIOTimeout
+// without one), and the whole of it runs aside when ctx can end, so that
+// the caller leaves when ctx ends (the call then finishes on its own, and
+// its connection is dropped if a reply was still owed).
 func (ct *clusterTransport) viaPool(ctx context.Context, key string, hasKey bool, cmd string, args []any) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rc := ct.cluster.Get()
-	var err error
-	if hasKey {
-		err = redisc.BindConn(rc, key)
-	} else {
-		err = redisc.BindConn(rc)
-	}
-	if err != nil {
-		rc.Close()
-		if ct.closed.Load() {
-			return nil, ErrClosed
+	return withCtx(ctx, func() (any, error) {
+		rc := ct.cluster.Get()
+		defer rc.Close()
+		var err error
+		if hasKey {
+			err = redisc.BindConn(rc, key)
+		} else {
+			err = redisc.BindConn(rc)
 		}
-		return nil, fmt.Errorf("connect to redis: %w", oneLine(err))
-	}
-	return ct.onConn(ctx, rc, cmd, args)
+		if err != nil {
+			if ct.closed.Load() {
+				return nil, ErrClosed
+			}
+			return nil, fmt.Errorf("connect to redis: %w", oneLine(err))
+		}
+		return sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
+	})
 }
 
-// onConn sends the call on rc, then closes it. redisc connections take a
-// read timeout but no context: the call gets ctx's deadline, or
-// WithIOTimeout without one; a ctx that can end without a deadline is
-// waited for aside, so that the caller leaves when it ends (the call
-// then finishes or times out on its own, and its connection is dropped).
-func (ct *clusterTransport) onConn(ctx context.Context, rc redis.Conn, cmd string, args []any) (any, error) {
-	if _, ok := ctx.Deadline(); ok || ctx.Done() == nil {
-		defer rc.Close()
-		return sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
+// withCtx returns what f returns, waiting for it aside when ctx can end
+// (see aside).
+func withCtx(ctx context.Context, f func() (any, error)) (any, error) {
+	if ctx.Done() == nil {
+		return f()
 	}
-	return aside(ctx, func() (any, error) {
-		defer rc.Close()
-		return sendTimed(context.Background(), rc, ct.cfg.ioTimeout, cmd, args)
-	})
+	return aside(ctx, f)
 }
 
 // aside runs f in a goroutine of its own and returns what it returns, or
@@ -452,19 +464,25 @@ func (ct *clusterTransport) ask(ctx context.Context, addr, cmd string, args []an
 // the slot map is read again, and the call waits as after TRYAGAIN,
 // then goes by the map (its slot's node sends the ASK again).
 func (ct *clusterTransport) askVisit(ctx context.Context, addr, cmd string, args []any) (any, error) {
-	var reply any
-	err := error(redis.Error("TRYAGAIN ASK to " + addr + ", which redisc does not know yet"))
-	ct.refreshSoon()
-	ct.cluster.EachNode(false, func(a string, rc redis.Conn) error { //nolint:errcheck // the call's own error is kept
-		if a != addr {
-			return nil
+	return withCtx(ctx, func() (any, error) {
+		var reply any
+		err := error(redis.Error("TRYAGAIN ASK to " + addr + ", which redisc does not know yet"))
+		found := false
+		ct.cluster.EachNode(false, func(a string, rc redis.Conn) error { //nolint:errcheck // the call's own error is kept
+			if a != addr {
+				return nil
+			}
+			found = true
+			if err = rc.Send("ASKING"); err == nil {
+				reply, err = sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
+			}
+			return errStopVisit
+		})
+		if !found {
+			ct.refreshSoon()
 		}
-		if err = rc.Send("ASKING"); err == nil {
-			reply, err = sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
-		}
-		return errStopVisit
+		return reply, err
 	})
-	return reply, err
 }
 
 // refreshNow reads the slot map, or waits for the read under way, bounded
@@ -527,12 +545,14 @@ func (ct *clusterTransport) tries() int { return 2 }
 // masters returns one transport per master of the slot map (read first,
 // if it never was), for the calls that concern each server.
 func (ct *clusterTransport) masters(ctx context.Context) ([]transport, error) {
+	// Read afresh: Init and Repair are seldom called, and they must
+	// reach the masters of now, which the calls by key may not have
+	// learnt (a failover of a master the store's keys are not on; a
+	// pooled store that knows only its seed nodes yet).
+	if err := ct.refreshNow(ctx); err != nil {
+		return nil, err
+	}
 	if ct.pipelined {
-		if !ct.mapped.Load() {
-			if err := ct.refreshNow(ctx); err != nil {
-				return nil, err
-			}
-		}
 		var out []transport
 		for _, n := range *ct.masterSet.Load() {
 			out = append(out, n.lanes)
@@ -541,13 +561,7 @@ func (ct *clusterTransport) masters(ctx context.Context) ([]transport, error) {
 	}
 	addrs, err := ct.masterAddrs()
 	if err != nil {
-		// redisc knows no node yet, or none answered: read the map.
-		if err := ct.refreshNow(ctx); err != nil {
-			return nil, err
-		}
-		if addrs, err = ct.masterAddrs(); err != nil {
-			return nil, fmt.Errorf("connect to redis: %w", err)
-		}
+		return nil, fmt.Errorf("connect to redis: %w", err)
 	}
 	out := make([]transport, len(addrs))
 	for i, a := range addrs {
@@ -571,9 +585,9 @@ func (ct *clusterTransport) masterAddrs() ([]string, error) {
 // lanes to every master, and the cluster client with its pools. A
 // caller's cluster is left open.
 func (ct *clusterTransport) close() error {
-	ct.closed.Store(true)
 	ct.stop()
 	ct.mu.Lock()
+	ct.closed.Store(true) // under mu: node makes no lanes to keep after this
 	nodes := make([]*clusterNode, 0, len(ct.nodes))
 	for _, n := range ct.nodes {
 		nodes = append(nodes, n)
@@ -606,17 +620,23 @@ func (m *clusterMaster) do(ctx context.Context, cmd string, args []any) (any, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var reply any
-	err := errNotMaster
-	m.ct.cluster.EachNode(false, func(addr string, rc redis.Conn) error { //nolint:errcheck // the call's own error is kept
-		if addr != m.addr {
-			return nil
-		}
-		reply, err = sendTimed(ctx, rc, m.ct.cfg.ioTimeout, cmd, args)
-		return errStopVisit
+	reply, err := withCtx(ctx, func() (any, error) {
+		var reply any
+		err := errNotMaster
+		m.ct.cluster.EachNode(false, func(addr string, rc redis.Conn) error { //nolint:errcheck // the call's own error is kept
+			if addr != m.addr {
+				return nil
+			}
+			reply, err = sendTimed(ctx, rc, m.ct.cfg.ioTimeout, cmd, args)
+			return errStopVisit
+		})
+		return reply, err
 	})
 	if err == errNotMaster {
 		return nil, fmt.Errorf("redis cluster: %s: %w", m.addr, err)
+	}
+	if err != nil && !isReplyError(err) {
+		m.ct.refreshSoon()
 	}
 	return reply, err
 }
