@@ -598,3 +598,28 @@ func TestClusterRefusesAPrefixThatIsNotAHashTag(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing was written")
 }
+
+// A store opened with redis:// on one node of a cluster says, when a
+// node redirects a call, that it should be opened as a cluster.
+func TestClusterNodeOpenedAsOneServerSaysSo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	cl := sharedCluster(t)
+	masters, err := cl.Masters()
+	require.NoError(t, err)
+	prefix := "{" + newPrefix(t) + "}"
+	owner, err := cl.MasterOf(redisc.Slot(prefix))
+	require.NoError(t, err)
+	for _, m := range masters {
+		if m.Addr == owner.Addr {
+			continue
+		}
+		cs, _ := openBoth(t, m.URL, pikkuredis.WithKeyPrefix(prefix))
+		err := cs.AddChannel(ctxT(t), pikkuredis.Channel{ChannelID: "c", ChannelName: "n"})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "MOVED")
+		assert.Contains(t, err.Error(), "open the store with a redis+cluster:// URL")
+		return
+	}
+}

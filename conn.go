@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/mna/redisc"
 
 	"github.com/pikkujs/pikkuredis/internal/redisurl"
@@ -168,7 +170,16 @@ func (c *conn) doOn(t transport, ctx context.Context, cmd string, args []any) (a
 	if isLoading(err) {
 		reply, err = c.waitLoading(t, ctx, cmd, args, err)
 	}
+	if isRedirect(err) && !isCluster(c.t) {
+		return nil, fmt.Errorf("%w (the server is a Redis Cluster node: open the store with a redis+cluster:// URL, or give it a *redisc.Cluster)", err)
+	}
 	return reply, describe(err)
+}
+
+// isRedirect says whether err is a cluster node's MOVED or ASK.
+func isRedirect(err error) bool {
+	e, ok := err.(redis.Error)
+	return ok && (strings.HasPrefix(string(e), "MOVED ") || strings.HasPrefix(string(e), "ASK "))
 }
 
 // doFunc sends one command as conn.do does, to one server.

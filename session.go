@@ -25,8 +25,9 @@ type SessionStore struct {
 	c *conn
 }
 
-// NewSessionStore returns a session store over the caller's pool. Close
-// does not close that pool.
+// NewSessionStore returns a session store over the caller's pool (a
+// *redis.Pool or a *redisc.Cluster, as NewChannelStore says). Close does
+// not close that pool.
 func NewSessionStore(pool Pool, opts ...Option) *SessionStore {
 	return &SessionStore{c: connOver(pool, opts)}
 }

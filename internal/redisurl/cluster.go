@@ -73,6 +73,9 @@ func parseCluster(rawURL string) (*Cluster, error) {
 	c := &Cluster{Scheme: strings.ToLower(scheme)}
 	userInfo, hosts, path, query, err := splitSentinel(rest)
 	if err != nil {
+		if err.Error() == malformedSecret { // it names sentinel_password, which a cluster URL has not
+			err = errors.New(malformedUserInfo)
+		}
 		return nil, err
 	}
 	if userInfo != "" {

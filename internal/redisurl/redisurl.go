@@ -88,7 +88,7 @@ func Check(rawURL string) error {
 		return fmt.Errorf("invalid redis URL %q: %s", shown, parseProblem(shown))
 	}
 	if !knownScheme(u.Scheme) {
-		return fmt.Errorf("invalid redis URL %q: scheme must be redis://, rediss://, valkey:// or valkeys://", shown)
+		return fmt.Errorf("invalid redis URL %q: scheme must be redis://, rediss://, valkey:// or valkeys:// (redis+sentinel:// for Sentinel, redis+cluster:// for Redis Cluster)", shown)
 	}
 	if u.Opaque != "" {
 		return fmt.Errorf("invalid redis URL %q: write it as redis://host:port", shown)
