@@ -5,13 +5,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
 
 	"github.com/pikkujs/pikkuredis"
+	"github.com/pikkujs/pikkuredis/internal/redisserver"
 )
 
 // BenchmarkClusterMix runs one realistic mix of store calls side by side
@@ -31,6 +37,9 @@ import (
 //   - single: the stores opened from the tests' Redis URL (TestMain: a
 //     redis-server from PATH on loopback, unless REDIS_URL or Docker say
 //     otherwise; compare only against such a server);
+//   - single-replica: a redis-server of its own with one replica, as each
+//     master of the cluster has: on a machine whose cores the replicas
+//     share, it tells what the cluster costs from what replication costs;
 //   - cluster-hashtag: the stores opened from the cluster's
 //     redis+cluster:// URL with a hash-tag prefix: every key in one slot,
 //     so one master serves the whole mix (and its replica follows it).
@@ -38,11 +47,13 @@ import (
 // Each op is one call of the mix (mixSteps); ns/op is wall time per call
 // of all callers together, ops/s its inverse.
 func BenchmarkClusterMix(b *testing.B) {
+	env := &mixEnv{}
+	defer env.close()
 	for _, tg := range mixTargets {
 		b.Run("target="+tg.name, func(b *testing.B) {
 			for _, callers := range []int{1, 64} {
 				b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-					cs, hs := tg.open(b)
+					cs, hs := tg.open(b, env)
 					runMix(b, callers, cs, hs)
 				})
 			}
@@ -56,19 +67,70 @@ type mixTarget struct {
 	name string
 	// open returns Init'ed stores on a fresh key prefix, closed when b
 	// ends.
-	open func(b *testing.B) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore)
+	open func(b *testing.B, env *mixEnv) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore)
 }
 
 var mixTargets = []mixTarget{
-	{"single", func(b *testing.B) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+	{"single", func(b *testing.B, _ *mixEnv) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
 		cs, hs, _ := openStores(b)
 		return cs, hs
 	}},
-	{"cluster-hashtag", func(b *testing.B) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+	{"single-replica", func(b *testing.B, env *mixEnv) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+		// The server is thrown away at the end, with the keys a round
+		// leaves (at most a cycle per caller).
+		return openURLStores(b, env.replicated(b), pikkuredis.WithKeyPrefix("pikkuredis-bench-"+randomHex(b)))
+	}},
+	{"cluster-hashtag", func(b *testing.B, _ *mixEnv) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
 		// One fixed tag: the same master serves every run. The keys a
-		// round leaves (at most a cycle per caller) go with the cluster.
+		// round leaves go with the cluster.
 		return openURLStores(b, sharedCluster(b).URL(), pikkuredis.WithKeyPrefix("{pikkuredis-bench}-"+randomHex(b)))
 	}},
+}
+
+// mixEnv is what the targets start on first use, stopped when the
+// benchmark ends (the cluster is the tests' shared one).
+type mixEnv struct {
+	master, replica *redisserver.Server
+}
+
+// replicated returns the URL of a redis-server with one replica in sync,
+// started on first use.
+func (e *mixEnv) replicated(b *testing.B) string {
+	b.Helper()
+	if e.master != nil {
+		return e.master.URL
+	}
+	m, err := redisserver.Start()
+	if err != nil {
+		skipOrFail(b, err)
+	}
+	e.master = m
+	_, port, _ := net.SplitHostPort(m.Addr)
+	if e.replica, err = redisserver.Start("--replicaof", "127.0.0.1", port); err != nil {
+		b.Fatalf("start a replica: %v", err)
+	}
+	c := dialURL(b, m.URL)
+	defer c.Close()
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		info, err := redis.String(c.Do("INFO", "replication"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online") {
+			return m.URL
+		}
+		if time.Since(start) > 10*time.Second {
+			b.Fatalf("the replica is not in sync after 10s:\n%s", info)
+		}
+	}
+}
+
+func (e *mixEnv) close() {
+	for _, s := range []*redisserver.Server{e.replica, e.master} {
+		if s != nil {
+			s.Stop()
+		}
+	}
 }
 
 // openURLStores opens, with default options but opts, the two stores on
