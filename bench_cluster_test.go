@@ -40,9 +40,13 @@ import (
 //   - single-replica: a redis-server of its own with one replica, as each
 //     master of the cluster has: on a machine whose cores the replicas
 //     share, it tells what the cluster costs from what replication costs;
-//   - cluster-hashtag: the stores opened from the cluster's
-//     redis+cluster:// URL with a hash-tag prefix: every key in one slot,
-//     so one master serves the whole mix (and its replica follows it).
+//   - cluster: the stores opened from the cluster's redis+cluster:// URL
+//     in the sharded layout, WithShards(16): the channels spread over the
+//     3 masters, and a topic read is 16 SMEMBERS, one per shard. This is
+//     the configuration the goal is about;
+//   - cluster-hashtag: the same cluster with a hash-tag prefix instead:
+//     every key in one slot, so one master serves the whole mix (and its
+//     replica follows it).
 //
 // Each op is one call of the mix (mixSteps); ns/op is wall time per call
 // of all callers together, ops/s its inverse.
@@ -79,6 +83,9 @@ var mixTargets = []mixTarget{
 		// The server is thrown away at the end, with the keys a round
 		// leaves (at most a cycle per caller).
 		return openURLStores(b, env.replicated(b), pikkuredis.WithKeyPrefix("pikkuredis-bench-"+randomHex(b)))
+	}},
+	{"cluster", func(b *testing.B, _ *mixEnv) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
+		return openURLStores(b, sharedCluster(b).URL(), pikkuredis.WithKeyPrefix("pikkuredis-bench-"+randomHex(b)), pikkuredis.WithShards(16))
 	}},
 	{"cluster-hashtag", func(b *testing.B, _ *mixEnv) (*pikkuredis.ChannelStore, *pikkuredis.EventHubStore) {
 		// One fixed tag: the same master serves every run. The keys a
