@@ -11,32 +11,31 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/mna/redisc"
 
+	"github.com/pikkujs/pikkuredis"
 	"github.com/pikkujs/pikkuredis/internal/redisserver"
 )
 
 // clusterBench is the Go stores on a Redis Cluster the runner starts
 // itself: 3 masters and 3 replicas on this machine's loopback, the same
 // redis-server as the single server. The stores are opened from the
-// cluster's redis+cluster:// URL with default options, so they
-// auto-pipeline per master.
+// cluster's redis+cluster:// URL with default options but the layout, so
+// they auto-pipeline per master.
 type clusterBench struct {
 	cl      *redisserver.Cluster
 	masters []*server // a plain connection to each master: statistics, clean-up
 	g       *goStores
 	prefix  string
+	layout  layout
 	// slotMaster is the master of each slot, an index into masters: the
 	// cluster's slots stay where they are while the runner runs.
 	slotMaster [redisc.HashSlots]int
 }
 
-// clusterPrefix is the key prefix of the cluster's stores: a hash tag, so
-// that every key of the workload is in one slot, as a cluster store whose
-// channels share topics must be until the sharded layout (WithShards)
-// spreads them over the masters.
-func clusterPrefix(base string) string { return "{" + base + "}:cluster" }
-
-// startCluster starts the cluster and opens the Go stores on it.
-func startCluster(ctx context.Context, base string) (*clusterBench, error) {
+// startCluster starts the cluster and opens the Go stores on it, in the
+// sharded layout, WithShards(shards), with the prefix {base}:cluster; or,
+// for shards 0 or 1, with the hash-tag prefix {base}:cluster, which puts
+// every key in one slot, on one master.
+func startCluster(ctx context.Context, base string, shards int) (*clusterBench, error) {
 	cl, err := redisserver.StartCluster(redisserver.ClusterConfig{})
 	if err != nil {
 		if errors.Is(err, redisserver.ErrNotInstalled) {
@@ -44,7 +43,16 @@ func startCluster(ctx context.Context, base string) (*clusterBench, error) {
 		}
 		return nil, fmt.Errorf("start a Redis Cluster: %w", err)
 	}
-	c := &clusterBench{cl: cl, prefix: clusterPrefix(base)}
+	c := &clusterBench{cl: cl}
+	var opts []pikkuredis.Option
+	if shards >= 2 {
+		c.prefix = base + ":cluster"
+		c.layout = shardedLayout(c.prefix, shards)
+		opts = append(opts, pikkuredis.WithShards(shards))
+	} else {
+		c.prefix = "{" + base + "}:cluster"
+		c.layout = standardLayout(c.prefix)
+	}
 	masters, err := cl.Masters()
 	if err != nil {
 		c.close()
@@ -62,11 +70,48 @@ func startCluster(ctx context.Context, base string) (*clusterBench, error) {
 		c.close()
 		return nil, fmt.Errorf("the cluster's slot map: %w", err)
 	}
-	if c.g, err = openGoStores(ctx, cl.URL(), c.prefix); err != nil {
+	if c.g, err = openGoStores(ctx, cl.URL(), c.prefix, opts...); err != nil {
 		c.close()
 		return nil, fmt.Errorf("on the cluster: %w", err)
 	}
+	if err := c.checkLayout(ctx); err != nil {
+		c.close()
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkLayout checks that the runner's seeds would land where the stores
+// look: it writes a channel and a subscription through the stores, finds
+// them where layout says, and removes them.
+func (c *clusterBench) checkLayout(ctx context.Context) error {
+	const id, topic = "layout-check", "layout-check"
+	err := c.g.channels.AddChannel(ctx, pikkuredis.Channel{ChannelID: id, ChannelName: "chat"})
+	if err == nil {
+		_, err = c.g.hub.Subscribe(ctx, topic, id)
+	}
+	if err != nil {
+		return fmt.Errorf("check the cluster's key layout: %w", err)
+	}
+	for _, q := range [][]any{{"EXISTS", c.layout.channel(id)}, {"SISMEMBER", c.layout.topic(topic, id), id}} {
+		n, err := redis.Int(c.do(ctx, q[0].(string), q[1:]...))
+		if err != nil {
+			return fmt.Errorf("check the cluster's key layout: %w", err)
+		}
+		if n != 1 {
+			return fmt.Errorf("check the cluster's key layout: %s %s found nothing: the runner's copy of the layout (compare/layout.go) no longer matches the stores'", q[0], q[1])
+		}
+	}
+	if err := c.g.channels.RemoveChannels(ctx, []string{id}); err != nil {
+		return fmt.Errorf("check the cluster's key layout: %w", err)
+	}
+	return nil
+}
+
+// do sends one command to the master of its key's slot (args[0]).
+func (c *clusterBench) do(ctx context.Context, cmd string, args ...any) (any, error) {
+	key, _ := args[0].(string)
+	return c.masters[c.slotMaster[redisc.Slot(key)]].do(ctx, cmd, args...)
 }
 
 // stats sums the statistics of the masters.
@@ -82,10 +127,18 @@ func (c *clusterBench) stats(ctx context.Context) (serverStats, error) {
 	return sum, nil
 }
 
-// deleteKeys removes the stores' keys from every master.
+// deleteKeys removes the stores' keys from every master, one UNLINK per
+// key: a master's keys are in many slots, which one UNLINK cannot take.
 func (c *clusterBench) deleteKeys(ctx context.Context) error {
 	for _, m := range c.masters {
-		if err := m.deleteKeys(ctx, c.prefix); err != nil {
+		err := m.scanKeys(ctx, c.prefix, func(keys []any) error {
+			p := &pipe{s: m}
+			for _, k := range keys {
+				p.send("UNLINK", k)
+			}
+			return p.flush()
+		})
+		if err != nil {
 			return err
 		}
 	}

@@ -42,6 +42,7 @@ type config struct {
 	ops      []*operation
 	bulk     bool
 	cluster  bool
+	shards   int // WithShards of the cluster's stores; 0 or 1: a hash-tag prefix
 	svgPath  string
 	mdPath   string
 }
@@ -74,6 +75,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&callers, "callers", "1,16,64", "comma-separated numbers of concurrent callers")
 	flag.StringVar(&ops, "ops", "all", "comma-separated subset of: AddChannel, SetUserSession, GetChannelAndSession, Subscribe, Unsubscribe, GetChannelIDsForTopic, RemoveChannels, "+bulkRemoveName)
 	flag.BoolVar(&cfg.cluster, "cluster", true, "also measure the Go stores on a Redis Cluster of 3 masters and 3 replicas that the runner starts on this machine (needs redis-cli)")
+	flag.IntVar(&cfg.shards, "cluster-shards", 16, "WithShards of the stores on the cluster, which spreads the channels over its masters; 0 for a hash-tag prefix instead, every key on one master")
 	flag.StringVar(&cfg.svgPath, "svg", filepath.Join("compare", "results.svg"), "write the chart here (empty: no chart)")
 	flag.StringVar(&cfg.mdPath, "md", "", "also write the results as markdown to this file")
 	flag.Parse()
@@ -182,14 +184,19 @@ func run(ctx context.Context, cfg config) error {
 	r.impls = []impl{implGo, implTS}
 	if cfg.cluster {
 		logf("compare: starting a Redis Cluster (3 masters, 3 replicas)")
-		cl, err := startCluster(ctx, base)
+		cl, err := startCluster(ctx, base, cfg.shards)
 		if err != nil {
 			return err
 		}
 		defer cl.close()
 		r.cluster = cl
 		r.impls = append(r.impls, implCluster)
-		m.cluster = fmt.Sprintf("Redis Cluster of %d masters + %d replicas (redis-server on this machine); a hash-tag key prefix puts every key on one master", len(cl.masters), len(cl.cl.Nodes)-len(cl.masters))
+		m.cluster = fmt.Sprintf("Redis Cluster of %d masters + %d replicas (redis-server on this machine); ", len(cl.masters), len(cl.cl.Nodes)-len(cl.masters))
+		if cfg.shards >= 2 {
+			m.cluster += fmt.Sprintf("sharded layout, WithShards(%d): channels spread over the masters, a topic read is %d SMEMBERS", cfg.shards, cfg.shards)
+		} else {
+			m.cluster += "a hash-tag key prefix puts every key on one master"
+		}
 	}
 	var runs []*runResults
 	for i := 0; i < cfg.runs; i++ {
@@ -230,13 +237,16 @@ func run(ctx context.Context, cfg config) error {
 	return nil
 }
 
-func openGoStores(ctx context.Context, url, prefix string) (*goStores, error) {
-	// Default options on purpose: what a user gets without tuning.
-	channels, err := pikkuredis.OpenChannelStore(url, pikkuredis.WithKeyPrefix(prefix))
+// openGoStores opens the two stores on url and runs their Init: default
+// options on purpose (what a user gets without tuning), but the prefix and
+// the layout options (the cluster's WithShards).
+func openGoStores(ctx context.Context, url, prefix string, layout ...pikkuredis.Option) (*goStores, error) {
+	opts := append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, layout...)
+	channels, err := pikkuredis.OpenChannelStore(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open channel store: %w", err)
 	}
-	hub, err := pikkuredis.OpenEventHubStore(url, pikkuredis.WithKeyPrefix(prefix))
+	hub, err := pikkuredis.OpenEventHubStore(url, opts...)
 	if err != nil {
 		channels.Close()
 		return nil, fmt.Errorf("open event hub store: %w", err)
@@ -330,11 +340,11 @@ func (r *runner) measureImpl(ctx context.Context, who impl, op *operation, calle
 	ours := r.srv.started != nil // the runner started the server: any error reply is a failure
 	switch who {
 	case implGo:
-		seed = seeder{r.srv, r.goPrefix}
+		seed = seeder{r.srv, standardLayout(r.goPrefix)}
 	case implTS:
-		seed = seeder{r.srv, r.tsPrefix}
+		seed = seeder{r.srv, standardLayout(r.tsPrefix)}
 	case implCluster:
-		seed, stats, ours = seeder{r.cluster, r.cluster.prefix}, r.cluster.stats, true
+		seed, stats, ours = seeder{r.cluster, r.cluster.layout}, r.cluster.stats, true
 	}
 	removals := 0
 	if op.name == "RemoveChannels" {
