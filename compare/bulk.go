@@ -31,7 +31,7 @@ type bulkResult struct {
 // sends PINGs back to back: their latency is how long the removal's
 // scripts make every other client of that Redis wait.
 func bulkRemove(ctx context.Context, srv *server, g *goStores, prefix string) (bulkResult, error) {
-	if err := srv.seedRemovable(ctx, prefix, "bulk", "bt", bulkChannels, bulkSubs); err != nil {
+	if err := (seeder{srv, standardLayout(prefix)}).seedRemovable(ctx, "bulk", "bt", bulkChannels, bulkSubs); err != nil {
 		return bulkResult{}, err
 	}
 	ids := make([]string, bulkChannels)

@@ -17,6 +17,7 @@ type machine struct {
 	ioredis, pikkuRedis   string
 	redis, redisBenchmark string
 	date                  string
+	cluster               string // what the Cluster column ran on; empty without it
 	runs                  int
 	duration              time.Duration
 }

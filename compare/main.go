@@ -1,13 +1,15 @@
 // Command compare measures pikkuredis side by side with the TypeScript
 // @pikku/redis 0.12.3 it is compatible with, and with what Redis itself can
-// serve (redis-benchmark), on one Redis in one run:
+// serve (redis-benchmark), on one Redis in one run, and pikkuredis on a
+// Redis Cluster of 3 masters beside it:
 //
 //	go run ./compare
 //
 // For each operation and each number of concurrent callers it times the Go
 // stores (default options, one goroutine per caller), @pikku/redis on
 // Node.js (one async loop per caller on one ioredis client, run by
-// interop/bench.mjs) and redis-benchmark sending the same command shape,
+// interop/bench.mjs), the Go stores again on a cluster the runner starts
+// on this machine, and redis-benchmark sending the same command shape,
 // unpipelined and in 16-deep pipelines. The whole set is repeated -runs
 // times, the implementations interleaved within each run, and every figure
 // and ratio reported is the median across runs. See compare/README.md.
@@ -39,6 +41,8 @@ type config struct {
 	callers  []int
 	ops      []*operation
 	bulk     bool
+	cluster  bool
+	shards   int // WithShards of the cluster's stores; 0 or 1: a hash-tag prefix
 	svgPath  string
 	mdPath   string
 }
@@ -70,6 +74,8 @@ func parseFlags() (config, error) {
 	flag.DurationVar(&cfg.tm.warmup, "warmup", 250*time.Millisecond, "unrecorded warm-up before each Go and TypeScript cell")
 	flag.StringVar(&callers, "callers", "1,16,64", "comma-separated numbers of concurrent callers")
 	flag.StringVar(&ops, "ops", "all", "comma-separated subset of: AddChannel, SetUserSession, GetChannelAndSession, Subscribe, Unsubscribe, GetChannelIDsForTopic, RemoveChannels, "+bulkRemoveName)
+	flag.BoolVar(&cfg.cluster, "cluster", true, "also measure the Go stores on a Redis Cluster of 3 masters and 3 replicas that the runner starts on this machine (needs redis-cli)")
+	flag.IntVar(&cfg.shards, "cluster-shards", 16, "WithShards of the stores on the cluster, which spreads the channels over its masters; 0 for a hash-tag prefix instead, every key on one master")
 	flag.StringVar(&cfg.svgPath, "svg", filepath.Join("compare", "results.svg"), "write the chart here (empty: no chart)")
 	flag.StringVar(&cfg.mdPath, "md", "", "also write the results as markdown to this file")
 	flag.Parse()
@@ -102,20 +108,23 @@ type cell struct {
 
 // runResults is what one run of the whole set measured.
 type runResults struct {
-	goRes, tsRes         map[cell]result
-	goPerRead, tsPerRead map[cell]float64  // calls per socket read, as Redis saw them
-	limits               map[string]result // by limitKey
-	bulk                 *bulkResult
+	res     [numImpls]map[cell]result
+	perRead [numImpls]map[cell]float64 // calls per socket read, as Redis saw them
+	limits  map[string]result          // by limitKey
+	bulk    *bulkResult
 }
 
+// impl is one of the implementations measured side by side.
 type impl int
 
 const (
-	implGo impl = iota
-	implTS
+	implGo      impl = iota // pikkuredis on the single server
+	implTS                  // @pikku/redis on the single server
+	implCluster             // pikkuredis on the cluster
+	numImpls
 )
 
-func (i impl) String() string { return [...]string{"Go", "TS"}[i] }
+func (i impl) String() string { return [...]string{"Go", "TS", "Cluster"}[i] }
 
 func run(ctx context.Context, cfg config) error {
 	interop, err := findInterop()
@@ -172,6 +181,23 @@ func run(ctx context.Context, cfg config) error {
 	fmt.Fprintf(os.Stderr, "compare: %s; Redis at %s, keys under %s:*\n", m.oneLine(), redisurl.Redact(srv.url), base)
 
 	r := &runner{cfg: cfg, srv: srv, g: g, node: node, lim: lim, goPrefix: goPrefix, tsPrefix: tsPrefix, removeRate: map[string]float64{}}
+	r.impls = []impl{implGo, implTS}
+	if cfg.cluster {
+		logf("compare: starting a Redis Cluster (3 masters, 3 replicas)")
+		cl, err := startCluster(ctx, base, cfg.shards)
+		if err != nil {
+			return err
+		}
+		defer cl.close()
+		r.cluster = cl
+		r.impls = append(r.impls, implCluster)
+		m.cluster = fmt.Sprintf("Redis Cluster of %d masters + %d replicas (redis-server on this machine); ", len(cl.masters), len(cl.cl.Nodes)-len(cl.masters))
+		if cfg.shards >= 2 {
+			m.cluster += fmt.Sprintf("sharded layout, WithShards(%d): channels spread over the masters, a topic read is %d SMEMBERS", cfg.shards, cfg.shards)
+		} else {
+			m.cluster += "a hash-tag key prefix puts every key on one master"
+		}
+	}
 	var runs []*runResults
 	for i := 0; i < cfg.runs; i++ {
 		rr, err := r.runOnce(ctx, i)
@@ -184,9 +210,14 @@ func run(ctx context.Context, cfg config) error {
 		if err := srv.deleteKeys(ctx, base); err != nil {
 			return err
 		}
+		if r.cluster != nil {
+			if err := r.cluster.deleteKeys(ctx); err != nil {
+				return err
+			}
+		}
 	}
 
-	rep := summarize(cfg, runs)
+	rep := summarize(cfg, r.impls, runs)
 	rep.machine = m
 	rep.warnings = r.warnings
 	if err := rep.writeText(os.Stdout); err != nil {
@@ -206,13 +237,16 @@ func run(ctx context.Context, cfg config) error {
 	return nil
 }
 
-func openGoStores(ctx context.Context, url, prefix string) (*goStores, error) {
-	// Default options on purpose: what a user gets without tuning.
-	channels, err := pikkuredis.OpenChannelStore(url, pikkuredis.WithKeyPrefix(prefix))
+// openGoStores opens the two stores on url and runs their Init: default
+// options on purpose (what a user gets without tuning), but the prefix and
+// the layout options (the cluster's WithShards).
+func openGoStores(ctx context.Context, url, prefix string, layout ...pikkuredis.Option) (*goStores, error) {
+	opts := append([]pikkuredis.Option{pikkuredis.WithKeyPrefix(prefix)}, layout...)
+	channels, err := pikkuredis.OpenChannelStore(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open channel store: %w", err)
 	}
-	hub, err := pikkuredis.OpenEventHubStore(url, pikkuredis.WithKeyPrefix(prefix))
+	hub, err := pikkuredis.OpenEventHubStore(url, opts...)
 	if err != nil {
 		channels.Close()
 		return nil, fmt.Errorf("open event hub store: %w", err)
@@ -238,21 +272,22 @@ type runner struct {
 	node               *nodeBench
 	lim                *limits
 	goPrefix, tsPrefix string
+	cluster            *clusterBench      // nil without -cluster
+	impls              []impl             // those measured
 	removeRate         map[string]float64 // fastest RemoveChannels calls/s seen, to size the next seed
 	warnings           []string
 }
 
 func (r *runner) runOnce(ctx context.Context, run int) (*runResults, error) {
-	rr := &runResults{
-		goRes: map[cell]result{}, tsRes: map[cell]result{},
-		goPerRead: map[cell]float64{}, tsPerRead: map[cell]float64{},
-		limits: map[string]result{},
+	rr := &runResults{limits: map[string]result{}}
+	for i := range rr.res {
+		rr.res[i], rr.perRead[i] = map[cell]result{}, map[cell]float64{}
 	}
-	// Alternate which implementation goes first, so that neither always
-	// meets the server right after the other's writes.
-	order := []impl{implGo, implTS}
-	if run%2 == 1 {
-		order = []impl{implTS, implGo}
+	// Rotate which implementation goes first, so that none always meets
+	// the machine right after another's writes.
+	order := make([]impl, len(r.impls))
+	for i := range order {
+		order[i] = r.impls[(i+run)%len(r.impls)]
 	}
 	for _, op := range r.cfg.ops {
 		for _, callers := range r.cfg.callers {
@@ -262,12 +297,8 @@ func (r *runner) runOnce(ctx context.Context, run int) (*runResults, error) {
 				if err != nil {
 					return nil, err
 				}
-				if who == implGo {
-					rr.goRes[c], rr.goPerRead[c] = res, perRead
-				} else {
-					rr.tsRes[c], rr.tsPerRead[c] = res, perRead
-				}
-				logf("run %d/%d  %-22s %3d callers  %s %9s ops/s  p50 %6.0f µs  p99 %6.0f µs  %5.1f calls/read",
+				rr.res[who][c], rr.perRead[who][c] = res, perRead
+				logf("run %d/%d  %-22s %3d callers  %-7s %9s ops/s  p50 %6.0f µs  p99 %6.0f µs  %5.1f calls/read",
 					run+1, r.cfg.runs, op.name, callers, who, fmtRate(res.OpsPerSec), res.P50us, res.P99us, perRead)
 			}
 			if op.limit == nil {
@@ -302,43 +333,55 @@ func (r *runner) runOnce(ctx context.Context, run int) (*runResults, error) {
 
 // measureImpl seeds what op needs under the implementation's prefix, then
 // times it, and returns how many calls Redis received per socket read
-// meanwhile.
+// meanwhile (on a cluster: over all its masters).
 func (r *runner) measureImpl(ctx context.Context, who impl, op *operation, callers int) (result, float64, error) {
-	prefix := r.goPrefix
-	if who == implTS {
-		prefix = r.tsPrefix
+	var seed seeder
+	stats := r.srv.stats
+	ours := r.srv.started != nil // the runner started the server: any error reply is a failure
+	switch who {
+	case implGo:
+		seed = seeder{r.srv, standardLayout(r.goPrefix)}
+	case implTS:
+		seed = seeder{r.srv, standardLayout(r.tsPrefix)}
+	case implCluster:
+		seed, stats, ours = seeder{r.cluster, r.cluster.layout}, r.cluster.stats, true
 	}
 	removals := 0
 	if op.name == "RemoveChannels" {
 		removals = r.removals(who, callers)
 	}
 	if op.seed != nil {
-		if err := op.seed(ctx, r.srv, prefix, removals); err != nil {
+		if err := op.seed(ctx, seed, removals); err != nil {
 			return result{}, 0, fmt.Errorf("%s %s: %w", who, op.name, err)
 		}
 	}
-	before, err := r.srv.stats(ctx)
+	before, err := stats(ctx)
 	if err != nil {
 		return result{}, 0, err
 	}
 	var res result
-	if who == implGo {
-		res, err = measure(ctx, callers, r.cfg.tm, removals, func(ctx context.Context, k int) error { return op.call(ctx, r.g, k) })
-		if err != nil {
-			err = fmt.Errorf("Go %s, %d callers: %w", op.name, callers, err)
+	switch who {
+	case implGo, implCluster:
+		g := r.g
+		if who == implCluster {
+			g = r.cluster.g
 		}
-	} else {
+		res, err = measure(ctx, callers, r.cfg.tm, removals, func(ctx context.Context, k int) error { return op.call(ctx, g, k) })
+		if err != nil {
+			err = fmt.Errorf("%s %s, %d callers: %w", who, op.name, callers, err)
+		}
+	case implTS:
 		res, err = r.node.run(op.tsName, callers, r.cfg.tm, removals)
 	}
 	if err != nil {
 		return result{}, 0, err
 	}
-	after, err := r.srv.stats(ctx)
+	after, err := stats(ctx)
 	if err != nil {
 		return result{}, 0, err
 	}
 	d := after.sub(before)
-	if err := r.checkErrors(d, fmt.Sprintf("%s %s with %d callers", who, op.name, callers)); err != nil {
+	if err := r.checkErrors(d, fmt.Sprintf("%s %s with %d callers", who, op.name, callers), ours); err != nil {
 		return result{}, 0, err
 	}
 	if removals > 0 {
@@ -377,18 +420,19 @@ func (r *runner) measureLimit(ctx context.Context, sh *shape, callers, pipeline 
 	if err != nil {
 		return result{}, err
 	}
-	return res, r.checkErrors(after.sub(before), fmt.Sprintf("redis-benchmark %s -c %d -P %d", sh.name, callers, pipeline))
+	return res, r.checkErrors(after.sub(before), fmt.Sprintf("redis-benchmark %s -c %d -P %d", sh.name, callers, pipeline), r.srv.started != nil)
 }
 
 // checkErrors fails a measurement during which Redis sent error replies:
-// its figures would count errors as work. On a shared server the errors
-// may be another client's, so there it is only a warning.
-func (r *runner) checkErrors(d serverStats, what string) error {
+// its figures would count errors as work. On a shared server (ours
+// false) the errors may be another client's, so there it is only a
+// warning.
+func (r *runner) checkErrors(d serverStats, what string, ours bool) error {
 	if d.errors == 0 {
 		return nil
 	}
 	msg := fmt.Sprintf("Redis sent %d error replies during %s", d.errors, what)
-	if r.srv.started != nil {
+	if ours {
 		return errors.New(msg)
 	}
 	r.warn(msg + " (another client's?)")

@@ -95,15 +95,16 @@ func (s *server) version(ctx context.Context) (string, error) {
 // reads, compared with the calls the client made, show how much it
 // pipelined, and error replies must stay at zero (redis-benchmark counts a
 // NOSCRIPT reply as a request served). (Commands are not compared with
-// reads: Redis counts the commands a script runs too.)
-type serverStats struct{ reads, errors int64 }
+// reads: Redis counts the commands a script runs too.) infos is how many
+// servers were asked: each asking INFO costs one read of its own.
+type serverStats struct{ reads, errors, infos int64 }
 
 func (s *server) stats(ctx context.Context) (serverStats, error) {
 	f, err := s.info(ctx, "stats")
 	if err != nil {
 		return serverStats{}, err
 	}
-	var st serverStats
+	st := serverStats{infos: 1}
 	for name, dst := range map[string]*int64{
 		"total_reads_processed": &st.reads,
 		"total_error_replies":   &st.errors,
@@ -115,18 +116,25 @@ func (s *server) stats(ctx context.Context) (serverStats, error) {
 	return st, nil
 }
 
+// sub is what happened between b and a, read from the same servers: the
+// reads include the second INFO's, one per server.
 func (a serverStats) sub(b serverStats) serverStats {
-	return serverStats{a.reads - b.reads, a.errors - b.errors}
+	return serverStats{a.reads - b.reads, a.errors - b.errors, a.infos}
+}
+
+// add sums the counters of two servers (a cluster's masters).
+func (a serverStats) add(b serverStats) serverStats {
+	return serverStats{a.reads + b.reads, a.errors + b.errors, a.infos + b.infos}
 }
 
 // callsPerRead is how many calls Redis got per socket read of the whole
-// measurement; the second INFO's own read is not one of them. 1.0 means
-// each call arrived alone: no pipelining.
+// measurement; the second INFO's own read on each server is not one of
+// them. 1.0 means each call arrived alone: no pipelining.
 func (a serverStats) callsPerRead(calls int) float64 {
-	if a.reads <= 1 {
+	if a.reads <= a.infos {
 		return 0
 	}
-	return float64(calls) / float64(a.reads-1)
+	return float64(calls) / float64(a.reads-a.infos)
 }
 
 // pipe sends commands pipelined on the admin connection, reading the
@@ -170,7 +178,7 @@ func (p *pipe) flush() error {
 	return nil
 }
 
-func (s *server) pipeline(ctx context.Context, what string, fill func(p *pipe)) error {
+func (s *server) pipeline(ctx context.Context, what string, fill func(p sender)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -184,14 +192,63 @@ func (s *server) pipeline(ctx context.Context, what string, fill func(p *pipe)) 
 
 func nowMillis() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
 
+// seeder writes the data an operation needs before it is timed (see the
+// key recipe in workload.go) in one implementation's key layout, with
+// pipelined raw commands: on one server, or on each master of a cluster
+// by the slot of each command's key.
+type seeder struct {
+	w writer
+	l layout
+}
+
+// writer sends pipelined commands to the servers that hold their keys.
+type writer interface {
+	// pipeline sends the commands fill gives it, each one's key its first
+	// argument, and checks every reply.
+	pipeline(ctx context.Context, what string, fill func(p sender)) error
+}
+
+// sender takes one command of a pipeline.
+type sender interface{ send(cmd string, args ...any) }
+
+// members gathers the ids to add to each topic set, to send them a batch
+// of SADD at a time.
+type members struct {
+	p    sender
+	sets map[string][]any
+}
+
+func newMembers(p sender) *members { return &members{p: p, sets: map[string][]any{}} }
+
+// add adds id to the set key, sending the set's batch when it is full.
+func (m *members) add(key, id string) {
+	if m.sets[key] = append(m.sets[key], id); len(m.sets[key]) == pipeBatch {
+		m.flush(key)
+	}
+}
+
+func (m *members) flush(key string) {
+	if ids := m.sets[key]; len(ids) > 0 {
+		m.p.send("SADD", append([]any{key}, ids...)...)
+		m.sets[key] = ids[:0]
+	}
+}
+
+// done sends what is left.
+func (m *members) done() {
+	for key := range m.sets {
+		m.flush(key)
+	}
+}
+
 // seedChannels writes channels c0..c{Channels-1} as AddChannel would, with
 // a user session when withSession.
-func (s *server) seedChannels(ctx context.Context, prefix string, withSession bool) error {
+func (sd seeder) seedChannels(ctx context.Context, withSession bool) error {
 	now := nowMillis()
-	return s.pipeline(ctx, "channels", func(p *pipe) {
+	return sd.w.pipeline(ctx, "channels", func(p sender) {
 		for i := 0; i < wl.Channels; i++ {
 			id := "c" + strconv.Itoa(i)
-			args := []any{prefix + ":channel:" + id, "channelId", id, "channelName", "chat", "openingData", `{"room":"lobby"}`, "createdAt", now}
+			args := []any{sd.l.channel(id), "channelId", id, "channelName", "chat", "openingData", `{"room":"lobby"}`, "createdAt", now}
 			if withSession {
 				args = append(args, "userSession", `{"userId":"u-`+strconv.Itoa(i)+`"}`)
 			}
@@ -201,33 +258,31 @@ func (s *server) seedChannels(ctx context.Context, prefix string, withSession bo
 }
 
 // seedPairs subscribes every (topic, channel) pair Unsubscribe will visit.
-func (s *server) seedPairs(ctx context.Context, prefix string) error {
-	return s.pipeline(ctx, "subscriptions", func(p *pipe) {
-		members := make([][]any, wl.Topics)
+func (sd seeder) seedPairs(ctx context.Context) error {
+	return sd.w.pipeline(ctx, "subscriptions", func(p sender) {
+		m := newMembers(p)
 		for k := 0; k < wl.Pairs; k++ {
 			t, id := "t"+strconv.Itoa(k%wl.Topics), "c"+strconv.Itoa(k)
-			members[k%wl.Topics] = append(members[k%wl.Topics], id)
-			p.send("SADD", prefix+":subs:"+id, t)
+			m.add(sd.l.topic(t, id), id)
+			p.send("SADD", sd.l.subs(id), t)
 		}
-		for i, m := range members {
-			if len(m) > 0 {
-				p.send("SADD", append([]any{prefix + ":topic:t" + strconv.Itoa(i)}, m...)...)
-			}
-		}
+		m.done()
 	})
 }
 
 // seedBigTopic makes the topic GetChannelIDsForTopic reads hold exactly
 // BigTopicMembers ids.
-func (s *server) seedBigTopic(ctx context.Context, prefix string) error {
-	key := prefix + ":topic:" + wl.BigTopic
-	return s.pipeline(ctx, "topic", func(p *pipe) {
-		p.send("DEL", key)
-		args := []any{key}
-		for i := 0; i < wl.BigTopicMembers; i++ {
-			args = append(args, "c"+strconv.Itoa(i))
+func (sd seeder) seedBigTopic(ctx context.Context) error {
+	return sd.w.pipeline(ctx, "topic", func(p sender) {
+		for _, key := range sd.l.topicSets(wl.BigTopic) {
+			p.send("DEL", key)
 		}
-		p.send("SADD", args...)
+		m := newMembers(p)
+		for i := 0; i < wl.BigTopicMembers; i++ {
+			id := "c" + strconv.Itoa(i)
+			m.add(sd.l.topic(wl.BigTopic, id), id)
+		}
+		m.done()
 	})
 }
 
@@ -235,38 +290,41 @@ func (s *server) seedBigTopic(ctx context.Context, prefix string) error {
 // subscribed to subs of Topics topics {topicPrefix}N, as a sequence of
 // Subscribe calls would leave them. Topic members are sent in batches, so
 // that seeding costs about two commands per channel.
-func (s *server) seedRemovable(ctx context.Context, prefix, idPrefix, topicPrefix string, n, subs int) error {
+func (sd seeder) seedRemovable(ctx context.Context, idPrefix, topicPrefix string, n, subs int) error {
 	now := nowMillis()
-	return s.pipeline(ctx, "removable channels", func(p *pipe) {
-		members := make([][]any, wl.Topics)
-		topicKey := func(t int) string { return prefix + ":topic:" + topicPrefix + strconv.Itoa(t) }
+	return sd.w.pipeline(ctx, "removable channels", func(p sender) {
+		m := newMembers(p)
 		for i := 0; i < n; i++ {
 			id := idPrefix + strconv.Itoa(i)
-			p.send("HSET", prefix+":channel:"+id, "channelId", id, "channelName", "chat", "openingData", `{"room":"lobby"}`, "createdAt", now)
-			args := []any{prefix + ":subs:" + id}
+			p.send("HSET", sd.l.channel(id), "channelId", id, "channelName", "chat", "openingData", `{"room":"lobby"}`, "createdAt", now)
+			args := []any{sd.l.subs(id)}
 			for j := 0; j < subs; j++ {
-				t := (i + j) % wl.Topics
-				args = append(args, topicPrefix+strconv.Itoa(t))
-				if members[t] = append(members[t], id); len(members[t]) == pipeBatch {
-					p.send("SADD", append([]any{topicKey(t)}, members[t]...)...)
-					members[t] = members[t][:0]
-				}
+				t := topicPrefix + strconv.Itoa((i+j)%wl.Topics)
+				args = append(args, t)
+				m.add(sd.l.topic(t, id), id)
 			}
 			p.send("SADD", args...)
 		}
-		for t, m := range members {
-			if len(m) > 0 {
-				p.send("SADD", append([]any{topicKey(t)}, m...)...)
-			}
-		}
+		m.done()
 	})
 }
 
 // deleteKeys removes every key under base: (the runner's random prefix),
 // by SCAN and UNLINK, never by a flush.
 func (s *server) deleteKeys(ctx context.Context, base string) error {
+	return s.scanKeys(ctx, base, func(keys []any) error {
+		_, err := s.do(ctx, "UNLINK", keys...)
+		return err
+	})
+}
+
+// scanKeys calls fn with each page of the keys under base: that SCAN
+// returns.
+func (s *server) scanKeys(ctx context.Context, base string, fn func(keys []any) error) error {
 	cursor := "0"
 	for {
+		// Neither the prefix nor the braces of a hash tag hold a glob
+		// character.
 		reply, err := redis.Values(s.do(ctx, "SCAN", cursor, "MATCH", base+":*", "COUNT", 1000))
 		if err != nil {
 			return fmt.Errorf("clean up %s:*: %w", base, err)
@@ -276,7 +334,7 @@ func (s *server) deleteKeys(ctx context.Context, base string) error {
 			return fmt.Errorf("clean up %s:*: %w", base, err)
 		}
 		if len(keys) > 0 {
-			if _, err := s.do(ctx, "UNLINK", keys...); err != nil {
+			if err := fn(keys); err != nil {
 				return fmt.Errorf("clean up %s:*: %w", base, err)
 			}
 		}

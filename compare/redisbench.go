@@ -70,7 +70,9 @@ var (
 		args: func(l *limits) []string {
 			return []string{"SMEMBERS", l.base + ":rb:topic:" + wl.BigTopic}
 		},
-		seed: func(ctx context.Context, l *limits) error { return l.srv.seedBigTopic(ctx, l.base+":rb") },
+		seed: func(ctx context.Context, l *limits) error {
+			return seeder{l.srv, standardLayout(l.base + ":rb")}.seedBigTopic(ctx)
+		},
 	}
 )
 

@@ -20,10 +20,13 @@ type row struct {
 	goOps, tsOps, goTS   float64
 	goP50, goP99         float64
 	tsP50, tsP99         float64
+	clOps, clGo          float64 // the cluster, and its ratio to Go on the single server
+	clP50, clP99         float64
 	shape                string
 	limP1, limP16        float64
 	goLimP1, goLimP16    float64
 	goPerRead, tsPerRead float64
+	clPerRead            float64
 }
 
 type bulkSummary struct {
@@ -35,14 +38,18 @@ type bulkSummary struct {
 
 type report struct {
 	machine  machine
+	cluster  bool // the cluster was measured: its columns are shown
 	callers  []int
 	rows     []row
 	bulk     *bulkSummary
 	warnings []string
 }
 
-func summarize(cfg config, runs []*runResults) *report {
+func summarize(cfg config, impls []impl, runs []*runResults) *report {
 	rep := &report{callers: cfg.callers}
+	for _, i := range impls {
+		rep.cluster = rep.cluster || i == implCluster
+	}
 	for _, op := range cfg.ops {
 		for _, callers := range cfg.callers {
 			c := cell{op.name, callers}
@@ -62,21 +69,42 @@ func summarize(cfg config, runs []*runResults) *report {
 				}
 				return math.NaN()
 			}
+			// A figure of an implementation that was not measured is NaN.
+			res := func(rr *runResults, i impl, f func(result) float64) float64 {
+				if r, ok := rr.res[i][c]; ok {
+					return f(r)
+				}
+				return math.NaN()
+			}
+			ops := func(r result) float64 { return r.OpsPerSec }
+			p50 := func(r result) float64 { return r.P50us }
+			p99 := func(r result) float64 { return r.P99us }
+			perRead := func(rr *runResults, i impl) float64 {
+				if v, ok := rr.perRead[i][c]; ok {
+					return v
+				}
+				return math.NaN()
+			}
 			r := row{
 				op: op.name, callers: callers, shape: "—",
-				goOps:     pick(func(rr *runResults) float64 { return rr.goRes[c].OpsPerSec }),
-				tsOps:     pick(func(rr *runResults) float64 { return rr.tsRes[c].OpsPerSec }),
-				goTS:      pick(func(rr *runResults) float64 { return rr.goRes[c].OpsPerSec / rr.tsRes[c].OpsPerSec }),
-				goP50:     pick(func(rr *runResults) float64 { return rr.goRes[c].P50us }),
-				goP99:     pick(func(rr *runResults) float64 { return rr.goRes[c].P99us }),
-				tsP50:     pick(func(rr *runResults) float64 { return rr.tsRes[c].P50us }),
-				tsP99:     pick(func(rr *runResults) float64 { return rr.tsRes[c].P99us }),
+				goOps:     pick(func(rr *runResults) float64 { return res(rr, implGo, ops) }),
+				tsOps:     pick(func(rr *runResults) float64 { return res(rr, implTS, ops) }),
+				clOps:     pick(func(rr *runResults) float64 { return res(rr, implCluster, ops) }),
+				goTS:      pick(func(rr *runResults) float64 { return res(rr, implGo, ops) / res(rr, implTS, ops) }),
+				clGo:      pick(func(rr *runResults) float64 { return res(rr, implCluster, ops) / res(rr, implGo, ops) }),
+				goP50:     pick(func(rr *runResults) float64 { return res(rr, implGo, p50) }),
+				goP99:     pick(func(rr *runResults) float64 { return res(rr, implGo, p99) }),
+				tsP50:     pick(func(rr *runResults) float64 { return res(rr, implTS, p50) }),
+				tsP99:     pick(func(rr *runResults) float64 { return res(rr, implTS, p99) }),
+				clP50:     pick(func(rr *runResults) float64 { return res(rr, implCluster, p50) }),
+				clP99:     pick(func(rr *runResults) float64 { return res(rr, implCluster, p99) }),
 				limP1:     pick(func(rr *runResults) float64 { return lim(rr, 1) }),
 				limP16:    pick(func(rr *runResults) float64 { return lim(rr, 16) }),
-				goLimP1:   pick(func(rr *runResults) float64 { return rr.goRes[c].OpsPerSec / lim(rr, 1) }),
-				goLimP16:  pick(func(rr *runResults) float64 { return rr.goRes[c].OpsPerSec / lim(rr, 16) }),
-				goPerRead: pick(func(rr *runResults) float64 { return rr.goPerRead[c] }),
-				tsPerRead: pick(func(rr *runResults) float64 { return rr.tsPerRead[c] }),
+				goLimP1:   pick(func(rr *runResults) float64 { return res(rr, implGo, ops) / lim(rr, 1) }),
+				goLimP16:  pick(func(rr *runResults) float64 { return res(rr, implGo, ops) / lim(rr, 16) }),
+				goPerRead: pick(func(rr *runResults) float64 { return perRead(rr, implGo) }),
+				tsPerRead: pick(func(rr *runResults) float64 { return perRead(rr, implTS) }),
+				clPerRead: pick(func(rr *runResults) float64 { return perRead(rr, implCluster) }),
 			}
 			if op.limit != nil {
 				r.shape = op.limit.name
@@ -102,66 +130,115 @@ func summarize(cfg config, runs []*runResults) *report {
 	return rep
 }
 
-var tableHeader = []string{
-	"op", "callers", "Go ops/s", "TS ops/s", "Go/TS", "Go p50/p99 µs", "TS p50/p99 µs",
-	"limit shape", "limit unpipelined ops/s", "limit 16-pipelined ops/s", "Go/limit (unpipelined)", "Go/limit (P16)",
+// column is one column of the table: its header, whether it holds
+// numbers (right-aligned), whether it is about the cluster (left out when
+// the cluster was not measured), and its cell in a row.
+type column struct {
+	header  string
+	right   bool
+	cluster bool
+	cell    func(r row) string
 }
 
-// rightAligned says which columns hold numbers.
-var rightAligned = []bool{false, true, true, true, true, true, true, false, true, true, true, true}
-
-func (rep *report) tableRows() [][]string {
-	var out [][]string
-	for _, r := range rep.rows {
-		out = append(out, []string{
-			r.op, fmt.Sprint(r.callers), fmtRate(r.goOps), fmtRate(r.tsOps), fmtRatio(r.goTS),
-			fmtLatency(r.goP50, r.goP99), fmtLatency(r.tsP50, r.tsP99),
-			r.shape, fmtRate(r.limP1), fmtRate(r.limP16), fmtRatio(r.goLimP1), fmtRatio(r.goLimP16),
-		})
-	}
-	return out
+var columns = []column{
+	{"op", false, false, func(r row) string { return r.op }},
+	{"callers", true, false, func(r row) string { return fmt.Sprint(r.callers) }},
+	{"Go ops/s", true, false, func(r row) string { return fmtRate(r.goOps) }},
+	{"TS ops/s", true, false, func(r row) string { return fmtRate(r.tsOps) }},
+	{"Go/TS", true, false, func(r row) string { return fmtRatio(r.goTS) }},
+	{"Go p50/p99 µs", true, false, func(r row) string { return fmtLatency(r.goP50, r.goP99) }},
+	{"TS p50/p99 µs", true, false, func(r row) string { return fmtLatency(r.tsP50, r.tsP99) }},
+	{"Cluster ops/s", true, true, func(r row) string { return fmtRate(r.clOps) }},
+	{"Cluster/Go", true, true, func(r row) string { return fmtRatio(r.clGo) }},
+	{"Cluster p50/p99 µs", true, true, func(r row) string { return fmtLatency(r.clP50, r.clP99) }},
+	{"limit shape", false, false, func(r row) string { return r.shape }},
+	{"limit unpipelined ops/s", true, false, func(r row) string { return fmtRate(r.limP1) }},
+	{"limit 16-pipelined ops/s", true, false, func(r row) string { return fmtRate(r.limP16) }},
+	{"Go/limit (unpipelined)", true, false, func(r row) string { return fmtRatio(r.goLimP1) }},
+	{"Go/limit (P16)", true, false, func(r row) string { return fmtRatio(r.goLimP16) }},
 }
 
-// pipeliningRows: calls per socket read at the server, Go and TS side by
-// side for each number of callers.
-func (rep *report) pipeliningRows() ([]string, [][]string, []bool) {
-	header, right := []string{"op"}, []bool{false}
-	for _, c := range rep.callers {
-		header = append(header, fmt.Sprintf("Go, %d", c), fmt.Sprintf("TS, %d", c))
-		right = append(right, true, true)
+// table returns the header, rows and alignment of the main table.
+func (rep *report) table() ([]string, [][]string, []bool) {
+	var header []string
+	var right []bool
+	var cols []column
+	for _, c := range columns {
+		if c.cluster && !rep.cluster {
+			continue
+		}
+		cols = append(cols, c)
+		header, right = append(header, c.header), append(right, c.right)
 	}
 	var rows [][]string
-	for i := 0; i < len(rep.rows); i += len(rep.callers) {
-		line := []string{rep.rows[i].op}
-		for _, r := range rep.rows[i : i+len(rep.callers)] {
-			line = append(line, fmt.Sprintf("%.1f", r.goPerRead), fmt.Sprintf("%.1f", r.tsPerRead))
+	for _, r := range rep.rows {
+		line := make([]string, len(cols))
+		for i, c := range cols {
+			line[i] = c.cell(r)
 		}
 		rows = append(rows, line)
 	}
 	return header, rows, right
 }
 
-const pipeliningTitle = "Calls per socket read at the server (1.0: each call arrived on its own; more: the client pipelined calls), by implementation and callers:"
+// pipeliningRows: calls per socket read at the server, Go, TS and the
+// cluster side by side for each number of callers.
+func (rep *report) pipeliningRows() ([]string, [][]string, []bool) {
+	header, right := []string{"op"}, []bool{false}
+	for _, c := range rep.callers {
+		header = append(header, fmt.Sprintf("Go, %d", c), fmt.Sprintf("TS, %d", c))
+		right = append(right, true, true)
+		if rep.cluster {
+			header, right = append(header, fmt.Sprintf("Cluster, %d", c)), append(right, true)
+		}
+	}
+	var rows [][]string
+	for i := 0; i < len(rep.rows); i += len(rep.callers) {
+		line := []string{rep.rows[i].op}
+		for _, r := range rep.rows[i : i+len(rep.callers)] {
+			line = append(line, fmt.Sprintf("%.1f", r.goPerRead), fmt.Sprintf("%.1f", r.tsPerRead))
+			if rep.cluster {
+				line = append(line, fmt.Sprintf("%.1f", r.clPerRead))
+			}
+		}
+		rows = append(rows, line)
+	}
+	return header, rows, right
+}
+
+const pipeliningTitle = "Calls per socket read at the server (1.0: each call arrived on its own; more: the client pipelined calls; Cluster: over all its masters), by implementation and callers:"
 
 func (rep *report) title() string {
+	if rep.cluster {
+		return "pikkuredis (Go, one Redis and a Redis Cluster) vs @pikku/redis " + rep.machine.pikkuRedis + " (TypeScript) vs redis-benchmark"
+	}
 	return "pikkuredis (Go) vs @pikku/redis " + rep.machine.pikkuRedis + " (TypeScript) vs redis-benchmark"
 }
 
 func (rep *report) machineLines() []string {
 	m := rep.machine
-	return []string{
+	lines := []string{
 		fmt.Sprintf("machine: %s, %d CPUs; Go %s; Node.js %s (ioredis %s, @pikku/redis %s); redis-server %s; %s",
 			m.cpu, m.nproc, m.goVersion, m.node, m.ioredis, m.pikkuRedis, m.redis, m.redisBenchmark),
 		fmt.Sprintf("date: %s; median of %s; each cell %s after a warm-up", m.date, plural(m.runs, "run"), m.duration),
 	}
+	if m.cluster != "" {
+		lines = append(lines, "cluster: "+m.cluster)
+	}
+	return lines
 }
 
 func (rep *report) notes() []string {
-	return []string{
+	notes := []string{
 		"Go: pikkuredis with default options, one goroutine per caller. TS: @pikku/redis on Node.js, one async loop per caller on one ioredis client.",
-		"limit: redis-benchmark sending the command in \"limit shape\" with -c = callers, unpipelined (-P 1) and in 16-deep pipelines (-P 16).",
-		"Go/TS and Go/limit are medians of the per-run ratios. RemoveChannels: 1 channel of 10 subscriptions per call; @pikku/redis deletes the hash and subs set only and leaves the id in its topic sets, pikkuredis also removes it from every topic set.",
 	}
+	if rep.cluster {
+		notes = append(notes, "Cluster: the same Go stores, default options, opened from the cluster's redis+cluster:// URL (auto-pipelined per master); its redis-server processes share this machine's CPUs with the client. Cluster/Go is its ops/s over Go's on the single server.")
+	}
+	return append(notes,
+		"limit: redis-benchmark sending the command in \"limit shape\" with -c = callers, unpipelined (-P 1) and in 16-deep pipelines (-P 16).",
+		"Go/TS, Cluster/Go and Go/limit are medians of the per-run ratios. RemoveChannels: 1 channel of 10 subscriptions per call; @pikku/redis deletes the hash and subs set only and leaves the id in its topic sets, pikkuredis also removes it from every topic set.",
+	)
 }
 
 func (rep *report) bulkLine() string {
@@ -181,14 +258,15 @@ func (rep *report) writeText(w io.Writer) error {
 		fmt.Fprintln(bw, l)
 	}
 	fmt.Fprintln(bw)
-	writeAligned(bw, tableHeader, rep.tableRows(), rightAligned)
+	h, rows, right := rep.table()
+	writeAligned(bw, h, rows, right)
 	fmt.Fprintln(bw)
 	for _, n := range rep.notes() {
 		fmt.Fprintln(bw, n)
 	}
 	fmt.Fprintln(bw)
 	fmt.Fprintln(bw, pipeliningTitle)
-	h, rows, right := rep.pipeliningRows()
+	h, rows, right = rep.pipeliningRows()
 	writeAligned(bw, h, rows, right)
 	if rep.bulk != nil {
 		fmt.Fprintln(bw)
@@ -207,7 +285,8 @@ func (rep *report) writeMarkdown(w io.Writer) error {
 		fmt.Fprintf(bw, "%s  \n", l)
 	}
 	fmt.Fprintln(bw)
-	writeMarkdownTable(bw, tableHeader, rep.tableRows(), rightAligned)
+	h, rows, right := rep.table()
+	writeMarkdownTable(bw, h, rows, right)
 	fmt.Fprintln(bw)
 	for _, n := range rep.notes() {
 		fmt.Fprintf(bw, "- %s\n", n)
@@ -215,7 +294,7 @@ func (rep *report) writeMarkdown(w io.Writer) error {
 	fmt.Fprintln(bw)
 	fmt.Fprintln(bw, pipeliningTitle)
 	fmt.Fprintln(bw)
-	h, rows, right := rep.pipeliningRows()
+	h, rows, right = rep.pipeliningRows()
 	writeMarkdownTable(bw, h, rows, right)
 	if rep.bulk != nil {
 		fmt.Fprintln(bw)

@@ -37,10 +37,11 @@ type operation struct {
 	name   string // the Go method, and the name -ops takes
 	tsName string // the @pikku/redis method, sent to bench.mjs
 	limit  *shape // the redis-benchmark command shape it is compared with; nil for none
-	// seed writes, under prefix, the data the operation reads or removes,
-	// before it is timed. removals is how many RemoveChannels calls the
-	// run may make; other operations ignore it.
-	seed func(ctx context.Context, s *server, prefix string, removals int) error
+	// seed writes, through s (under one implementation's prefix), the
+	// data the operation reads or removes, before it is timed. removals
+	// is how many RemoveChannels calls the run may make; other operations
+	// ignore it.
+	seed func(ctx context.Context, s seeder, removals int) error
 	// call makes call number k through the Go stores.
 	call func(ctx context.Context, g *goStores, k int) error
 }
@@ -65,8 +66,8 @@ var operations = []*operation{
 		// A script in Go (it must not create a half channel), one HSET in
 		// TypeScript: compared with the EVALSHA shape.
 		name: "SetUserSession", tsName: "setUserSession", limit: shapeEVALSHA,
-		seed: func(ctx context.Context, s *server, prefix string, _ int) error {
-			return s.seedChannels(ctx, prefix, false)
+		seed: func(ctx context.Context, s seeder, _ int) error {
+			return s.seedChannels(ctx, false)
 		},
 		call: func(ctx context.Context, g *goStores, k int) error {
 			n := strconv.Itoa(k % wl.Channels)
@@ -75,8 +76,8 @@ var operations = []*operation{
 	},
 	{
 		name: "GetChannelAndSession", tsName: "getChannelAndSession", limit: shapeHMGET,
-		seed: func(ctx context.Context, s *server, prefix string, _ int) error {
-			return s.seedChannels(ctx, prefix, true)
+		seed: func(ctx context.Context, s seeder, _ int) error {
+			return s.seedChannels(ctx, true)
 		},
 		call: func(ctx context.Context, g *goStores, k int) error {
 			_, err := g.channels.GetChannelAndSession(ctx, "c"+strconv.Itoa(k%wl.Channels))
@@ -94,8 +95,8 @@ var operations = []*operation{
 		// Seeded with every pair, so the first Pairs calls remove one and
 		// the rest find nothing: the same for both implementations.
 		name: "Unsubscribe", tsName: "unsubscribe", limit: shapeEVALSHA,
-		seed: func(ctx context.Context, s *server, prefix string, _ int) error {
-			return s.seedPairs(ctx, prefix)
+		seed: func(ctx context.Context, s seeder, _ int) error {
+			return s.seedPairs(ctx)
 		},
 		call: func(ctx context.Context, g *goStores, k int) error {
 			_, err := g.hub.Unsubscribe(ctx, "t"+strconv.Itoa(k%wl.Topics), "c"+strconv.Itoa(k%wl.Pairs))
@@ -104,8 +105,8 @@ var operations = []*operation{
 	},
 	{
 		name: "GetChannelIDsForTopic", tsName: "getChannelIdsForTopic", limit: shapeSMEMBERS,
-		seed: func(ctx context.Context, s *server, prefix string, _ int) error {
-			return s.seedBigTopic(ctx, prefix)
+		seed: func(ctx context.Context, s seeder, _ int) error {
+			return s.seedBigTopic(ctx)
 		},
 		call: func(ctx context.Context, g *goStores, _ int) error {
 			ids, err := g.hub.GetChannelIDsForTopic(ctx, wl.BigTopic)
@@ -120,8 +121,8 @@ var operations = []*operation{
 		// deletes the hash and the subs set only; pikkuredis also takes the
 		// id out of every topic set, so it does more work per call.
 		name: "RemoveChannels", tsName: "removeChannels",
-		seed: func(ctx context.Context, s *server, prefix string, removals int) error {
-			return s.seedRemovable(ctx, prefix, "r", "rt", removals, wl.RemoveSubs)
+		seed: func(ctx context.Context, s seeder, removals int) error {
+			return s.seedRemovable(ctx, "r", "rt", removals, wl.RemoveSubs)
 		},
 		call: func(ctx context.Context, g *goStores, k int) error {
 			return g.channels.RemoveChannels(ctx, []string{"r" + strconv.Itoa(k)})
