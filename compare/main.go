@@ -191,11 +191,11 @@ func run(ctx context.Context, cfg config) error {
 		defer cl.close()
 		r.cluster = cl
 		r.impls = append(r.impls, implCluster)
-		m.cluster = fmt.Sprintf("Redis Cluster of %d masters + %d replicas (redis-server on this machine); ", len(cl.masters), len(cl.cl.Nodes)-len(cl.masters))
+		m.cluster = fmt.Sprintf("Redis Cluster of %d masters + %d replicas (redis-server on this machine), ", len(cl.masters), len(cl.cl.Nodes)-len(cl.masters))
 		if cfg.shards >= 2 {
-			m.cluster += fmt.Sprintf("sharded layout, WithShards(%d): channels spread over the masters, a topic read is %d SMEMBERS", cfg.shards, cfg.shards)
+			m.cluster += fmt.Sprintf("WithShards(%d): a topic read is %d SMEMBERS", cfg.shards, cfg.shards)
 		} else {
-			m.cluster += "a hash-tag key prefix puts every key on one master"
+			m.cluster += "hash-tag prefix: every key on one master"
 		}
 	}
 	var runs []*runResults
