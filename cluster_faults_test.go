@@ -39,9 +39,9 @@ type clusterLoad struct {
 const (
 	loadDeadline = 500 * time.Millisecond
 	// lateSlack is how much later than its deadline a call may return:
-	// the scheduling of 64 goroutines on 2 cores under -race, not any
-	// wait of the store's.
-	lateSlack = 300 * time.Millisecond
+	// the scheduling of 64 goroutines on 2 cores under -race (seen up to
+	// 330 ms at a load average of 7), not any wait of the store's.
+	lateSlack = 500 * time.Millisecond
 )
 
 func startClusterLoad(t *testing.T, cs *pikkuredis.ChannelStore, hs *pikkuredis.EventHubStore, goroutines int) *clusterLoad {
