@@ -378,33 +378,10 @@ func (ct *clusterTransport) viaPool(ctx context.Context, key string, hasKey bool
 	})
 }
 
-// withCtx returns what f returns, waiting for it aside when ctx can end
-// (see aside).
+// withCtx returns what f returns, or ctx's error as soon as ctx ends
+// (untilDone; f then finishes on its own).
 func withCtx(ctx context.Context, f func() (any, error)) (any, error) {
-	if ctx.Done() == nil {
-		return f()
-	}
-	return aside(ctx, f)
-}
-
-// aside runs f in a goroutine of its own and returns what it returns, or
-// ctx's error as soon as ctx ends (f then finishes on its own).
-func aside(ctx context.Context, f func() (any, error)) (any, error) {
-	type result struct {
-		reply any
-		err   error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		reply, err := f()
-		ch <- result{reply, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.reply, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return untilDone(ctx, f, nil)
 }
 
 // sendTimed sends one command on rc with ctx's deadline as its read
@@ -464,23 +441,32 @@ func (ct *clusterTransport) ask(ctx context.Context, addr, cmd string, args []an
 // the slot map is read again, and the call waits as after TRYAGAIN,
 // then goes by the map (its slot's node sends the ASK again).
 func (ct *clusterTransport) askVisit(ctx context.Context, addr, cmd string, args []any) (any, error) {
+	reply, err := ct.onMaster(ctx, addr, func(rc redis.Conn) (any, error) {
+		if err := rc.Send("ASKING"); err != nil {
+			return nil, err
+		}
+		return sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
+	})
+	if err == errNotMaster {
+		ct.refreshSoon()
+		return nil, redis.Error("TRYAGAIN ASK to " + addr + ", which redisc does not know yet")
+	}
+	return reply, err
+}
+
+// onMaster calls f with redisc's connection to the master at addr, bounded
+// by ctx (withCtx); errNotMaster when redisc knows no master there.
+func (ct *clusterTransport) onMaster(ctx context.Context, addr string, f func(rc redis.Conn) (any, error)) (any, error) {
 	return withCtx(ctx, func() (any, error) {
 		var reply any
-		err := error(redis.Error("TRYAGAIN ASK to " + addr + ", which redisc does not know yet"))
-		found := false
-		ct.cluster.EachNode(false, func(a string, rc redis.Conn) error { //nolint:errcheck // the call's own error is kept
+		err := errNotMaster
+		ct.cluster.EachNode(false, func(a string, rc redis.Conn) error { //nolint:errcheck // f's own error is kept
 			if a != addr {
 				return nil
 			}
-			found = true
-			if err = rc.Send("ASKING"); err == nil {
-				reply, err = sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
-			}
+			reply, err = f(rc)
 			return errStopVisit
 		})
-		if !found {
-			ct.refreshSoon()
-		}
 		return reply, err
 	})
 }
@@ -620,17 +606,8 @@ func (m *clusterMaster) do(ctx context.Context, cmd string, args []any) (any, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	reply, err := withCtx(ctx, func() (any, error) {
-		var reply any
-		err := errNotMaster
-		m.ct.cluster.EachNode(false, func(addr string, rc redis.Conn) error { //nolint:errcheck // the call's own error is kept
-			if addr != m.addr {
-				return nil
-			}
-			reply, err = sendTimed(ctx, rc, m.ct.cfg.ioTimeout, cmd, args)
-			return errStopVisit
-		})
-		return reply, err
+	reply, err := m.ct.onMaster(ctx, m.addr, func(rc redis.Conn) (any, error) {
+		return sendTimed(ctx, rc, m.ct.cfg.ioTimeout, cmd, args)
 	})
 	if err == errNotMaster {
 		return nil, fmt.Errorf("redis cluster: %s: %w", m.addr, err)

@@ -7,6 +7,7 @@ require (
 	github.com/mna/redisc v1.4.0
 	github.com/ory/dockertest/v3 v3.12.0
 	github.com/stretchr/testify v1.11.1
+	golang.org/x/sync v0.10.0
 )
 
 require (

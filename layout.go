@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/mna/redisc"
+	"golang.org/x/sync/errgroup"
 )
 
 // keys builds every Redis key of one key prefix; no key name is written
@@ -213,46 +213,15 @@ func (c *conn) eachShardAtOnce(ctx context.Context, fn func(ctx context.Context,
 	if err := c.usable(); err != nil {
 		return err
 	}
-	all := c.shardKeyList()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		next     atomic.Int64
-		read     atomic.Int64
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	work := func() {
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= len(all) || ctx.Err() != nil {
-				return
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(shardReaders)
+	for i, k := range c.shardKeyList() {
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil { // an earlier shard failed, or the caller left
+				return err
 			}
-			if err := fn(ctx, i, all[i]); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				mu.Unlock()
-				return
-			}
-			read.Add(1)
-		}
+			return fn(ctx, i, k)
+		})
 	}
-	for range min(len(all), shardReaders) - 1 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work()
-		}()
-	}
-	work() // the caller's goroutine is one of the readers
-	wg.Wait()
-	if firstErr == nil && int(read.Load()) < len(all) {
-		// The caller's ctx ended before some shard's call began.
-		firstErr = ctx.Err()
-	}
-	return firstErr
+	return g.Wait()
 }

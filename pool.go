@@ -78,28 +78,39 @@ func (p *poolTransport) get(ctx context.Context) (redis.Conn, error) {
 // handshake, the AUTH after a dial). f then goes on aside, and a connection
 // it returns after the caller left is closed.
 func bounded(ctx context.Context, f func() (redis.Conn, error)) (redis.Conn, error) {
+	return untilDone(ctx, f, func(rc redis.Conn) {
+		if rc != nil {
+			rc.Close()
+		}
+	})
+}
+
+// untilDone returns what f returns, or ctx's error as soon as ctx ends;
+// f then goes on in a goroutine of its own, and what it returns after the
+// caller left is handed to drop (nil: nothing to free). A ctx that cannot
+// end runs f on the caller's goroutine.
+func untilDone[T any](ctx context.Context, f func() (T, error), drop func(T)) (T, error) {
 	if ctx.Done() == nil {
 		return f()
 	}
 	type result struct {
-		rc  redis.Conn
+		v   T
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		rc, err := f()
-		ch <- result{rc, err}
+		v, err := f()
+		ch <- result{v, err}
 	}()
 	select {
 	case r := <-ch:
-		return r.rc, r.err
+		return r.v, r.err
 	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.rc != nil {
-				r.rc.Close()
-			}
-		}()
-		return nil, ctx.Err()
+		if drop != nil {
+			go func() { drop((<-ch).v) }()
+		}
+		var zero T
+		return zero, ctx.Err()
 	}
 }
 
