@@ -234,7 +234,7 @@ func BenchmarkUnsubscribe(b *testing.B) {
 }
 
 func BenchmarkGetChannelIDsForTopic(b *testing.B) {
-	for _, members := range []int{100, 100_000} {
+	for _, members := range []int{400, 100_000} {
 		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
 			eachCallers(b, func(b *testing.B) func(context.Context, int) error {
 				_, hs, prefix := openStores(b)
@@ -530,4 +530,54 @@ func seedChannels(b testing.TB, c redis.Conn, prefix, idPrefix string, n, subs, 
 		b.Fatal(err)
 	}
 	return slices.Clip(ids)
+}
+
+// BenchmarkTopicHeadOfLine: a small call made while a 1,000,000-id topic
+// read is under way on the same connection waits for the large reply to
+// pass through the connection's reader. It reports how long the small
+// call behind it waited (behind-ms) and how long a PING sent at the same
+// time on a connection of its own waited (redis-ms): what Redis alone
+// makes a call wait. Their difference is the wait the client adds; a
+// reader that decodes the large reply before reading the next adds its
+// decoding (resp.go).
+func BenchmarkTopicHeadOfLine(b *testing.B) {
+	_, hs, prefix := openStores(b) // DefaultPipelineConns: one connection
+	c := dialRaw(b)
+	defer c.Close()
+	const members = 1_000_000
+	fillSet(b, c, prefix+":topic:big", members)
+	fillSet(b, c, prefix+":topic:small", 1)
+	ctx := context.Background()
+	var behind, alone time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		done := make(chan error, 2)
+		go func() {
+			ids, err := hs.GetChannelIDsForTopic(ctx, "big")
+			if err == nil && len(ids) != members {
+				err = fmt.Errorf("got %d ids, want %d", len(ids), members)
+			}
+			done <- err
+		}()
+		time.Sleep(5 * time.Millisecond) // the large read goes out first
+		go func() {
+			t0 := time.Now()
+			_, err := c.Do("PING")
+			alone += time.Since(t0)
+			done <- err
+		}()
+		t0 := time.Now()
+		if _, err := hs.GetChannelIDsForTopic(ctx, "small"); err != nil {
+			b.Fatal(err)
+		}
+		behind += time.Since(t0)
+		for range 2 {
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(behind.Milliseconds())/float64(b.N), "behind-ms")
+	b.ReportMetric(float64(alone.Milliseconds())/float64(b.N), "redis-ms")
+	b.ReportMetric(float64((behind-alone).Milliseconds())/float64(b.N), "added-ms")
 }

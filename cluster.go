@@ -181,7 +181,7 @@ func (ct *clusterTransport) node(addr string) *clusterNode {
 	defer ct.mu.Unlock()
 	n := ct.nodes[addr]
 	if n == nil {
-		n = &clusterNode{addr: addr, lanes: newLanes(ct.cfg.pipelineConns, ct.dialNode(addr))}
+		n = &clusterNode{addr: addr, lanes: newLanes(ct.cfg.pipelineConns, ct.dialNode(addr), ct.cfg.ioTimeout)}
 		if ct.closed.Load() {
 			// A MOVED or a read of the map that came after Close:
 			// lanes that take no call (ErrClosed) and hold nothing.

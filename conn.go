@@ -95,7 +95,7 @@ func openConn(rawURL string, opts []Option) (*conn, error) {
 	}
 	var t transport
 	if cfg.pipelineConns > 0 {
-		t = newLanes(cfg.pipelineConns, dial)
+		t = newLanes(cfg.pipelineConns, dial, cfg.ioTimeout)
 	} else {
 		life, stop := context.WithCancel(context.Background())
 		p := openPool(life, dial, cfg)
@@ -159,8 +159,25 @@ func (c *conn) do(ctx context.Context, cmd string, args ...any) (any, error) {
 	return c.doOn(c.t, ctx, cmd, args)
 }
 
-// doOn is do over t: the store's transport, or one server of it.
+// strings sends one command as do does, for a reply that is an array of
+// strings (SMEMBERS): decoded straight into a []string where the
+// transport left the array undecoded (rawArray), as redis.Strings would.
+func (c *conn) strings(ctx context.Context, cmd string, args ...any) ([]string, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	return replyStrings(c.sendOn(c.t, ctx, cmd, args))
+}
+
+// doOn is do over t: the store's transport, or one server of it. An array
+// reply a lane left undecoded is decoded here, on the caller's goroutine
+// (resp.go).
 func (c *conn) doOn(t transport, ctx context.Context, cmd string, args []any) (any, error) {
+	return decodeReply(c.sendOn(t, ctx, cmd, args))
+}
+
+// sendOn is doOn, leaving an array reply as the transport gave it.
+func (c *conn) sendOn(t transport, ctx context.Context, cmd string, args []any) (any, error) {
 	reply, err := t.do(ctx, cmd, args)
 	if retryable(err) {
 		for n := t.tries() - 1; n > 0 && retryable(err) && ctx.Err() == nil && !c.closed.Load(); n-- {

@@ -108,7 +108,9 @@ func WithPoolSize(n int) Option {
 // a backstop for a stuck or vanished server (a half-open TCP connection),
 // not a per-call deadline: give each call a context with a deadline for
 // that. It sets the connections' redis.DialReadTimeout and
-// DialWriteTimeout (which WithDialOptions can override), and it is also
+// DialWriteTimeout (which WithDialOptions can override; but the
+// auto-pipelined connections, which read their replies with the store's
+// own reader unless under TLS, always read with this timeout), and it is also
 // the longest a call without a deadline waits out a server that answers
 // LOADING, on every store, one over a caller's pool included. Values
 // below 1 keep the default.
@@ -148,8 +150,11 @@ func WithConnectTimeout(d time.Duration) Option {
 // store's own (WithConnectTimeout): redis.DialConnectTimeout and
 // redis.DialKeepAlive have no effect, and a redis.DialContextFunc or
 // DialNetDial replaces the store's dial, whose connections then lose the
-// idle check, the stall check and the handshake bounded by the context
-// (see DialURLContext).
+// idle check, the stall check, the handshake bounded by the context (see
+// DialURLContext) and, when auto-pipelined, the store's own reply reader
+// (redigo then reads their replies, with three allocations per element
+// of an array reply). A redis.DialReadTimeout here does not apply to the
+// auto-pipelined connections' reads: WithIOTimeout does.
 func WithDialOptions(opts ...redis.DialOption) Option {
 	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
 }

@@ -73,11 +73,12 @@ func finish(c *call, reply any, err error) {
 
 // lane is one multiplexed connection slot.
 type lane struct {
-	dial   func(ctx context.Context) (redis.Conn, error)
-	ctx    context.Context // ends with close, and with it a dial under way
-	cancel context.CancelFunc
-	dials  sync.WaitGroup
-	note   *dialNote // what the dial under way waits on, if it says (sentinel.go)
+	dial    func(ctx context.Context) (redis.Conn, error)
+	timeout time.Duration   // the IO timeout: how long a reply may take to come
+	ctx     context.Context // ends with close, and with it a dial under way
+	cancel  context.CancelFunc
+	dials   sync.WaitGroup
+	note    *dialNote // what the dial under way waits on, if it says (sentinel.go)
 
 	mu        sync.Mutex
 	queue     []*call // waiting to be written
@@ -94,10 +95,10 @@ type lane struct {
 	cur atomic.Pointer[laneConn] // conn, for Close to reach without wmu
 }
 
-func newLane(dial func(context.Context) (redis.Conn, error)) *lane {
+func newLane(dial func(context.Context) (redis.Conn, error), timeout time.Duration) *lane {
 	ctx, cancel := context.WithCancel(context.Background())
 	ctx, note := withDialNote(ctx)
-	return &lane{dial: dial, ctx: ctx, cancel: cancel, note: note}
+	return &lane{dial: dial, timeout: timeout, ctx: ctx, cancel: cancel, note: note}
 }
 
 // do sends one command and waits for its reply, or for ctx.
@@ -309,7 +310,7 @@ func (l *lane) redial(old *laneConn) {
 	l.mu.Lock()
 	l.redialing = false
 	if err == nil && !l.closed {
-		l.conn = newLaneConn(rc)
+		l.conn = newLaneConn(rc, l.timeout)
 		l.cur.Store(l.conn)
 		l.mu.Unlock()
 		l.wmu.Unlock()
@@ -432,7 +433,8 @@ func dropCancelled(batch []*call) []*call {
 // the order their replies will come.
 type laneConn struct {
 	rc   redis.Conn
-	sock *sock // the socket under rc; nil when the caller's dial function made it
+	sock *sock       // the socket under rc; nil when the caller's dial function made it
+	rr   *respReader // reads the replies off sock; nil: rc reads them (resp.go)
 
 	// Guarded by the lane's wmu:
 	lastSend time.Time // when a call was last written
@@ -464,11 +466,16 @@ type laneConn struct {
 	writerDone chan struct{}
 }
 
-func newLaneConn(rc redis.Conn) *laneConn {
+func newLaneConn(rc redis.Conn, timeout time.Duration) *laneConn {
 	rc, s := unwrapSock(rc)
+	var rr *respReader
+	if s.plain() {
+		rr = newRESPReader(s, timeout)
+	}
 	lc := &laneConn{
 		rc:         rc,
 		sock:       s,
+		rr:         rr,
 		lastSend:   time.Now(),
 		wake:       make(chan struct{}, 1),
 		wwake:      make(chan struct{}, 1),
@@ -595,7 +602,7 @@ var errRetired = errors.New("redis connection lost: retired after reading nothin
 // readDirect reads the reply of the direct call, then leaves the calls
 // written behind it to the reader.
 func (lc *laneConn) readDirect(ctx context.Context) (any, error) {
-	reply, err := lc.rc.Receive()
+	reply, err := lc.receive()
 	lc.mu.Lock()
 	stop := lc.stop
 	if err == nil || isReplyError(err) {
@@ -783,7 +790,7 @@ func (lc *laneConn) read() {
 		}
 		lc.mu.Unlock()
 
-		reply, err := lc.rc.Receive()
+		reply, err := lc.receive()
 		if err != nil && !isReplyError(err) {
 			lc.fail(fmt.Errorf("redis connection lost: %w", err))
 			continue
@@ -801,6 +808,17 @@ func (lc *laneConn) read() {
 		}
 		finish(c, reply, err)
 	}
+}
+
+// receive reads the next reply: with the store's own reader where it can
+// read the socket, else with redigo's. The two give the same shapes, but
+// for an array, which the store's reader leaves as a rawArray for the
+// caller to decode (see conn.doOn).
+func (lc *laneConn) receive() (any, error) {
+	if lc.rr != nil {
+		return lc.rr.next()
+	}
+	return lc.rc.Receive()
 }
 
 // isReplyError says whether err is Redis's answer to the call (an error
@@ -837,10 +855,10 @@ type lanes struct {
 // buffer holds.
 const bulkArg = 1 << 19
 
-func newLanes(n int, dial func(context.Context) (redis.Conn, error)) *lanes {
-	ls := &lanes{all: make([]*lane, n), bulk: newLane(dial)}
+func newLanes(n int, dial func(context.Context) (redis.Conn, error), timeout time.Duration) *lanes {
+	ls := &lanes{all: make([]*lane, n), bulk: newLane(dial, timeout)}
 	for i := range ls.all {
-		ls.all[i] = newLane(dial)
+		ls.all[i] = newLane(dial, timeout)
 	}
 	return ls
 }

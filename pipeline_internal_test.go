@@ -123,7 +123,7 @@ func TestLaneCloseRacingADialLeaksNothing(t *testing.T) {
 		<-ctx.Done()                      // Close has begun (it cancels l.ctx first)...
 		time.Sleep(20 * time.Millisecond) // ...and looks for the connection before this installs it
 		return rc, err
-	})
+	}, 10*time.Second)
 	res := make(chan error, 1)
 	go func() { _, err := l.do(context.Background(), "PING", nil); res <- err }()
 	time.Sleep(50 * time.Millisecond)
@@ -147,7 +147,7 @@ func TestLaneFailedDialStrandsNoCall(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: every dial is refused at once
 	dial, _ := dialer("redis://"+addr, newConfig(nil))
-	l := newLane(dial)
+	l := newLane(dial, 10*time.Second)
 	defer l.close()
 	bg := context.Background()
 	for r := 0; r < 3000; r++ {

@@ -547,7 +547,7 @@ func (s *EventHubStore) GetChannelIDsForTopic(ctx context.Context, topic string)
 		// redis.Strings turns the empty array of an unknown topic into
 		// an empty, non-nil slice.
 		key := k.topic(topic)
-		ids, err := redis.Strings(s.c.do(ctx, "SMEMBERS", key))
+		ids, err := s.c.strings(ctx, "SMEMBERS", key)
 		return ids, onKey(key, err)
 	}
 	all := s.c.shardKeyList()

@@ -62,6 +62,9 @@ type sock struct {
 	net.Conn
 	raw  syscall.RawConn // nil when the connection has none
 	read atomic.Uint64   // bytes read so far
+	// first is the first byte written on the socket, plus one (0: none
+	// yet): '*' for a RESP command, 0x16 for a TLS handshake (see plain).
+	first atomic.Uint32
 	// stale, set by the dial that made the connection before it is used
 	// (sentinel.go), says when the server it leads to has stopped being
 	// the master; nil when the dial cannot tell.
@@ -95,6 +98,27 @@ func (s *sock) Read(p []byte) (int, error) {
 		s.read.Add(uint64(n))
 	}
 	return n, err
+}
+
+func (s *sock) Write(p []byte) (int, error) {
+	if len(p) > 0 && s.first.Load() == 0 {
+		s.first.CompareAndSwap(0, uint32(p[0])+1)
+	}
+	return s.Conn.Write(p)
+}
+
+// plain says whether what redigo reads off s is the socket's own bytes,
+// plaintext RESP, so that a reader of the store's own can read the
+// replies (resp.go) once the dial is over. Under TLS the dial wrote a
+// handshake record (0x16) first; a dial that wrote nothing (no AUTH, no
+// SELECT) or a command ('*') is plaintext. nil (the caller's dial
+// function) is not known to be.
+func (s *sock) plain() bool {
+	if s == nil {
+		return false
+	}
+	f := s.first.Load()
+	return f == 0 || f == '*'+1
 }
 
 // bytesRead is how many bytes have been read on s; 0 for no sock.
