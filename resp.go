@@ -195,7 +195,7 @@ func (rr *respReader) frame() (int, error) {
 func (rr *respReader) lineEnd(p int) (int, error) {
 	from := p
 	for {
-		if i := bytes.IndexByte(rr.buf[rr.r+from:rr.w], '\n'); i >= 0 {
+		if i := indexLF(rr.buf[rr.r+from : rr.w]); i >= 0 {
 			nl := from + i
 			if nl == p || rr.buf[rr.r+nl-1] != '\r' {
 				return 0, respError("bad response line terminator")
@@ -210,6 +210,43 @@ func (rr *respReader) lineEnd(p int) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// indexLF is bytes.IndexByte(b, '\n') for the short lines RESP is made
+// of (a "$24" header): a plain loop over the first bytes costs less than
+// IndexByte's vector setup, which then takes over for long lines.
+func indexLF(b []byte) int {
+	for i := range min(len(b), 32) {
+		if b[i] == '\n' {
+			return i
+		}
+	}
+	if len(b) <= 32 {
+		return -1
+	}
+	if i := bytes.IndexByte(b[32:], '\n'); i >= 0 {
+		return 32 + i
+	}
+	return -1
+}
+
+// bulkAt reads the header of the bulk string element at a[p] of a framed
+// array: its length, and where its bytes start. ok is false for any other
+// element, a null included.
+func bulkAt(a []byte, p int) (n, start int, ok bool) {
+	if p >= len(a) || a[p] != '$' {
+		return 0, 0, false
+	}
+	q := p + 1
+	for ; q < len(a) && a[q] >= '0' && a[q] <= '9'; q++ {
+		n = n*10 + int(a[q]-'0')
+	}
+	// Framed, so the digits end in "\r\n" and the bytes follow; a null
+	// ("$-1") has no digits.
+	if q == p+1 || q+2+n > len(a) {
+		return 0, 0, false
+	}
+	return n, q + 2, true
 }
 
 // ensure reads until buf[r:w] holds at least n bytes, making room first:
@@ -391,23 +428,17 @@ func (a rawArray) strings() ([]string, error) {
 	cut := func(last int) {
 		s, from, q := chunk.String(), 0, firstAt
 		for k := first; k < last; k++ {
-			j := bytes.IndexByte(a[q:], '\r')
-			m, _ := parseRESPLen(a[q+1 : q+j])
+			m, start, _ := bulkAt(a, q)
 			out[k] = s[from : from+m]
 			from += m
-			q += j + 2 + m + 2
+			q = start + m + 2
 		}
 		chunk, first, firstAt = strings.Builder{}, last, q
 	}
 	p := i + 2
 	for k := range out {
-		j := bytes.IndexByte(a[p:], '\r')
-		if j < 2 || a[p] != '$' {
-			return redis.Strings(a.values())
-		}
-		m, err := parseRESPLen(a[p+1 : p+j])
-		p += j + 2
-		if err != nil || m < 0 || p+m > len(a) {
+		m, start, ok := bulkAt(a, p)
+		if !ok {
 			return redis.Strings(a.values())
 		}
 		if chunk.Len()+m > stringChunk && chunk.Len() > 0 {
@@ -416,8 +447,8 @@ func (a rawArray) strings() ([]string, error) {
 		if chunk.Cap() == 0 {
 			chunk.Grow(max(stringChunk, m))
 		}
-		chunk.Write(a[p : p+m])
-		p += m + 2
+		chunk.Write(a[start : start+m])
+		p = start + m + 2
 	}
 	cut(n)
 	return out, nil

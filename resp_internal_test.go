@@ -271,3 +271,61 @@ func TestLaneReaderChoice(t *testing.T) {
 		t.Error("a socket whose first bytes were a TLS handshake record is taken for plaintext")
 	}
 }
+
+// topicReply is SMEMBERS's reply for n ids of 25 bytes.
+func topicReply(n int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "*%d\r\n", n)
+	for i := range n {
+		id := fmt.Sprintf("5f0c8a4e-channel-%07d", i)
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(id), id)
+	}
+	return b.Bytes()
+}
+
+// BenchmarkRESPTopicReply: the client's CPU for a 400-id reply, no Redis:
+// the reader goroutine's part (frame: read, frame, hand on) and the
+// caller's (decode into a []string), against redigo's reader plus
+// redis.Strings doing both.
+func BenchmarkRESPTopicReply(b *testing.B) {
+	data := topicReply(400)
+	stream := bytes.Repeat(data, 64)
+	b.Run("reader=own/part=frame", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		conn := newByteConn(stream, 0)
+		rr := newRESPReaderSize(conn, conn, 0, respBufSize)
+		for i := 0; i < b.N; i++ {
+			if i%64 == 0 {
+				conn.r.Reset(stream)
+			}
+			if _, err := rr.next(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reader=own/part=decode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		a := rawArray(data)
+		for i := 0; i < b.N; i++ {
+			if _, err := a.strings(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reader=redigo", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		conn := newByteConn(stream, 0)
+		rc := redis.NewConn(conn, 0, 0)
+		for i := 0; i < b.N; i++ {
+			if i%64 == 0 {
+				conn.r.Reset(stream)
+			}
+			if _, err := redis.Strings(rc.Receive()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
