@@ -64,6 +64,10 @@ type respReader struct {
 	buf   []byte
 	r, w  int   // buf[r:w] is read but not yet taken
 	stack []int // frame's nesting: the elements still owed by each outer array
+	// hint is how long the reply being framed will likely be, from its
+	// elements so far (0: unknown), so that the buffer grows for a large
+	// reply once or twice rather than doubling a dozen times.
+	hint int
 }
 
 func newRESPReader(s *sock, timeout time.Duration) *respReader {
@@ -80,7 +84,7 @@ func newRESPReaderSize(rd io.Reader, conn interface{ SetReadDeadline(time.Time) 
 // element as rawArray, for the caller to decode. Any other error means
 // the connection is unusable.
 func (rr *respReader) next() (any, error) {
-	rr.armed = false
+	rr.armed, rr.hint = false, 0
 	end, err := rr.frame()
 	if err != nil {
 		return nil, err
@@ -133,6 +137,7 @@ func (rr *respReader) advance(n int) {
 func (rr *respReader) frame() (int, error) {
 	p := 0    // where the next element starts, from r
 	owed := 1 // elements still owed at the current level
+	top := 0  // the elements of the reply, when it is an array
 	stack := rr.stack[:0]
 	defer func() { rr.stack = stack[:0] }()
 	for {
@@ -172,6 +177,9 @@ func (rr *respReader) frame() (int, error) {
 				return 0, err
 			}
 			if n > 0 {
+				if len(stack) == 0 {
+					top = n
+				}
 				stack = append(stack, owed)
 				owed = n
 				continue
@@ -180,6 +188,10 @@ func (rr *respReader) frame() (int, error) {
 			return 0, respError("unexpected response line %q", line[:min(len(line), 32)])
 		}
 		// One element done; so are the arrays it completes.
+		if len(stack) == 1 && owed > 1 && top-owed >= 15 {
+			// The elements so far, 16 or more, are a sample of the rest.
+			rr.hint = p + p/(top-owed+1)*(owed-1)
+		}
 		for owed--; owed == 0; owed-- {
 			if len(stack) == 0 {
 				return p, nil
@@ -260,6 +272,11 @@ func (rr *respReader) ensure(n int) error {
 		size := len(rr.buf)
 		for size < n {
 			size *= 2
+		}
+		if size > len(rr.buf) && rr.hint > size {
+			// At most 64 times what doubling would give, so that a
+			// corrupt count costs no more than the bytes that came.
+			size = min(rr.hint+rr.hint/8, 64*size)
 		}
 		nb := rr.buf
 		if size > len(rr.buf) {

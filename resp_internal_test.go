@@ -329,3 +329,20 @@ func BenchmarkRESPTopicReply(b *testing.B) {
 		}
 	})
 }
+
+// A large reply makes the buffer grow a few times, not double from 32 KiB
+// a dozen times: its elements so far tell how long it will be.
+func TestRESPReaderGrowsToTheReply(t *testing.T) {
+	data := topicReply(100_000)
+	conn := newByteConn(data, 16<<10)
+	rr := newRESPReaderSize(conn, conn, 0, respBufSize)
+	allocs := testing.AllocsPerRun(1, func() {
+		conn.r.Reset(data)
+		if _, err := rr.next(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 4 {
+		t.Errorf("%v allocations to read a %d-byte reply, want at most 4", allocs, len(data))
+	}
+}
