@@ -103,11 +103,13 @@ func WithPoolSize(n int) Option {
 
 // WithIOTimeout sets the read and write timeouts of the connections a
 // store opened from a URL dials (default DefaultIOTimeout): how long a
-// call may wait on Redis with no reply at all before its connection is
-// declared lost (closed; its calls fail; the next call dials again). It is
-// a backstop for a stuck or vanished server (a half-open TCP connection),
-// not a per-call deadline: give each call a context with a deadline for
-// that. It sets the connections' redis.DialReadTimeout and
+// command may take to write, and a reply to arrive in full, counted from
+// when the connection starts waiting for it, before the connection is
+// declared lost (closed; its calls fail; the next call dials again). A
+// reply that keeps coming but takes longer (a huge topic over a slow
+// link) is cut off too. It is a backstop for a stuck or vanished server
+// (a half-open TCP connection), not a per-call deadline: give each call a
+// context with a deadline for that. It sets the connections' redis.DialReadTimeout and
 // DialWriteTimeout (which WithDialOptions can override; but the
 // auto-pipelined connections, which read their replies with the store's
 // own reader unless under TLS, always read with this timeout), and it is also

@@ -162,11 +162,20 @@ func (rr *respReader) frame() (int, error) {
 				return 0, err
 			}
 			if n >= 0 {
+				// The bytes, then "\r\n": a wrong byte after the bytes
+				// fails at once, as in redigo, not after waiting for
+				// the next.
 				end := p + n + 2
+				if err := rr.ensure(end - 1); err != nil {
+					return 0, err
+				}
+				if rr.buf[rr.r+end-2] != '\r' {
+					return 0, respError("bad bulk string format")
+				}
 				if err := rr.ensure(end); err != nil {
 					return 0, err
 				}
-				if rr.buf[rr.r+end-2] != '\r' || rr.buf[rr.r+end-1] != '\n' {
+				if rr.buf[rr.r+end-1] != '\n' {
 					return 0, respError("bad bulk string format")
 				}
 				p = end
@@ -274,9 +283,11 @@ func (rr *respReader) ensure(n int) error {
 			size *= 2
 		}
 		if size > len(rr.buf) && rr.hint > size {
-			// At most 64 times what doubling would give, so that a
-			// corrupt count costs no more than the bytes that came.
-			size = min(rr.hint+rr.hint/8, 64*size)
+			// At most 4 times what doubling would give: the first
+			// elements may be far longer than the rest (a set's order
+			// is Redis's), and a corrupt count must cost no more than
+			// a few times the bytes that came.
+			size = min(rr.hint+rr.hint/8, 4*size)
 		}
 		nb := rr.buf
 		if size > len(rr.buf) {

@@ -342,7 +342,7 @@ func TestRESPReaderGrowsToTheReply(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if allocs > 4 {
-		t.Errorf("%v allocations to read a %d-byte reply, want at most 4", allocs, len(data))
+	if allocs > 5 { // doubling alone: 9
+		t.Errorf("%v allocations to read a %d-byte reply, want at most 5", allocs, len(data))
 	}
 }

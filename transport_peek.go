@@ -11,9 +11,11 @@ func peekIdle(raw syscall.RawConn) bool {
 	var n int
 	var perr error
 	var buf [1]byte
-	err := raw.Read(func(fd uintptr) bool {
+	// Control, not Read: Read fails once the read deadline of the last
+	// reply has passed, which says nothing about the connection (an idle
+	// connection keeps that deadline), and MSG_DONTWAIT never waits.
+	err := raw.Control(func(fd uintptr) {
 		n, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true // never wait for readiness: one look only
 	})
 	if err != nil {
 		return false // closed on our side
