@@ -120,6 +120,7 @@ var respSeeds = []string{
 	"*2\r\n*1\r\n*1\r\n:5\r\n$1\r\nz\r\n+after\r\n",
 	"*2\r\n$1\r\na\r\n:3\r\n",
 	"$3\r\nabcd\r\n",           // bad bulk terminator
+	"$3\r\nabc\n",              // a bare \n after the bytes
 	"*2\r\n$1\r\na\r\n",        // truncated array
 	"?what\r\n",                // unknown type
 	"+no terminator\n",         // bad line end
