@@ -22,6 +22,11 @@ type result struct {
 	P99us     float64 `json:"p99us"`
 }
 
+// errNoCalls is a cell in which no call started inside the measured
+// window: on a busy machine, calls that each take longer than the window
+// (a 100,000-id topic read behind 63 others) can do that.
+var errNoCalls = errors.New("no call was recorded")
+
 // timing is the measured window of a run: callers call back to back for
 // warmup (not recorded), then for duration.
 type timing struct {
@@ -102,7 +107,7 @@ func measure(ctx context.Context, callers int, tm timing, limit int, call func(c
 		return result{}, err
 	}
 	if len(samples) == 0 {
-		return result{}, fmt.Errorf("no call was recorded (ran out of seeded data during the warm-up?)")
+		return result{}, fmt.Errorf("%w (ran out of seeded data during the warm-up, or one call outlasts -duration?)", errNoCalls)
 	}
 	slices.Sort(samples)
 	secs := lastEnd.Sub(mStart).Seconds()

@@ -270,17 +270,16 @@ func (sd seeder) seedPairs(ctx context.Context) error {
 	})
 }
 
-// seedBigTopic makes the topic GetChannelIDsForTopic reads hold exactly
-// BigTopicMembers ids.
-func (sd seeder) seedBigTopic(ctx context.Context) error {
-	return sd.w.pipeline(ctx, "topic", func(p sender) {
-		for _, key := range sd.l.topicSets(wl.BigTopic) {
+// seedTopic makes topic hold exactly the ids c0..c{n-1}.
+func (sd seeder) seedTopic(ctx context.Context, topic string, n int) error {
+	return sd.w.pipeline(ctx, "topic "+topic, func(p sender) {
+		for _, key := range sd.l.topicSets(topic) {
 			p.send("DEL", key)
 		}
 		m := newMembers(p)
-		for i := 0; i < wl.BigTopicMembers; i++ {
+		for i := 0; i < n; i++ {
 			id := "c" + strconv.Itoa(i)
-			m.add(sd.l.topic(wl.BigTopic, id), id)
+			m.add(sd.l.topic(topic, id), id)
 		}
 		m.done()
 	})
@@ -344,8 +343,9 @@ func (s *server) scanKeys(ctx context.Context, base string, fn func(keys []any) 
 	}
 }
 
-// benchmarkArgs are the redis-benchmark flags that reach the same server.
-func (s *server) benchmarkArgs() ([]string, error) {
+// toolArgs are the flags of redis-benchmark, or with cli of redis-cli,
+// that reach the same server.
+func (s *server) toolArgs(cli bool) ([]string, error) {
 	u, err := url.Parse(s.url)
 	if err != nil {
 		return nil, fmt.Errorf("invalid redis URL %q", redisurl.Redact(s.url)) // Check passed: not reached
@@ -364,10 +364,17 @@ func (s *server) benchmarkArgs() ([]string, error) {
 				args = append(args, "--user", name)
 			}
 			args = append(args, "-a", pw)
+			if cli {
+				args = append(args, "--no-auth-warning")
+			}
 		}
 	}
 	if db := strings.Trim(u.Path, "/"); db != "" && db != "0" {
-		args = append(args, "--dbnum", db)
+		if cli {
+			args = append(args, "-n", db)
+		} else {
+			args = append(args, "--dbnum", db)
+		}
 	}
 	return args, nil
 }

@@ -18,10 +18,15 @@ import (
 )
 
 // shape is a command redis-benchmark sends, shaped like what one operation
-// sends: what Redis itself can serve, the "physical limit" of a cell.
+// sends, unpipelined (-P 1) from -c callers connections: what Redis can
+// serve to a client that waits for each reply before it sends the next
+// command on a connection. (redis-benchmark gives each __rand_int__ its
+// own value, so it cannot send the matched keys of the real calls; the
+// limit of pipelined calls is redis-cli --pipe's, in pipe.go.)
 type shape struct {
-	name   string // as shown in the table
-	random int    // -r: __rand_int__ takes this many values (0: no -r)
+	name   string  // as shown in the table
+	random int     // -r: __rand_int__ takes this many values (0: no -r)
+	guess  float64 // requests/s to size the first, calibrating run; 0 for 20,000
 	// args are the command and its arguments, keys under base.
 	args func(l *limits) []string
 	// seed prepares the data (or the script) the command needs.
@@ -64,17 +69,20 @@ var (
 			return err
 		},
 	}
-	// shapeSMEMBERS is GetChannelIDsForTopic on a topic of the same size.
-	shapeSMEMBERS = &shape{
-		name: "SMEMBERS " + strconv.Itoa(wl.BigTopicMembers),
+)
+
+// shapeSMEMBERS is GetChannelIDsForTopic on a topic of the same size.
+func shapeSMEMBERS(topic string, members int) *shape {
+	return &shape{
+		name: "SMEMBERS " + strconv.Itoa(members), guess: 2e7 / float64(members),
 		args: func(l *limits) []string {
-			return []string{"SMEMBERS", l.base + ":rb:topic:" + wl.BigTopic}
+			return []string{"SMEMBERS", l.base + ":rb:topic:" + topic}
 		},
 		seed: func(ctx context.Context, l *limits) error {
-			return seeder{l.srv, standardLayout(l.base + ":rb")}.seedBigTopic(ctx)
+			return seeder{l.srv, standardLayout(l.base + ":rb")}.seedTopic(ctx, topic, members)
 		},
 	}
-)
+}
 
 // limits runs redis-benchmark against the server.
 type limits struct {
@@ -90,15 +98,15 @@ func newLimits(srv *server, base, scripts string, tm timing) (*limits, error) {
 	if _, err := exec.LookPath("redis-benchmark"); err != nil {
 		return nil, fmt.Errorf("redis-benchmark is not on PATH (it comes with redis-server; Debian/Ubuntu: apt-get install redis-tools): %w", err)
 	}
-	conn, err := srv.benchmarkArgs()
+	conn, err := srv.toolArgs(false)
 	if err != nil {
 		return nil, err
 	}
 	return &limits{srv: srv, conn: conn, base: base, scripts: scripts, tm: tm, estimate: map[string]float64{}}, nil
 }
 
-func limitKey(sh *shape, callers, pipeline int) string {
-	return fmt.Sprintf("%s/c=%d/P=%d", sh.name, callers, pipeline)
+func limitKey(sh *shape, callers int) string {
+	return fmt.Sprintf("%s/c=%d", sh.name, callers)
 }
 
 // loadScript sends SCRIPT LOAD for a file of scripts/ and checks that the
@@ -119,19 +127,24 @@ func (l *limits) loadScript(ctx context.Context, name string) error {
 	return nil
 }
 
-// measure runs one shape for about the -duration: the number of requests
-// is taken from the rate seen last time, or from a short calibration run
-// (which also serves as warm-up) the first time.
-func (l *limits) measure(ctx context.Context, sh *shape, callers, pipeline int) (result, error) {
+// measure runs one shape, unpipelined, for about the -duration: the
+// number of requests is taken from the rate seen last time, or from a
+// short calibration run (which also serves as warm-up) the first time.
+func (l *limits) measure(ctx context.Context, sh *shape, callers int) (result, error) {
+	const pipeline = 1
 	if sh.seed != nil {
 		if err := sh.seed(ctx, l); err != nil {
 			return result{}, fmt.Errorf("redis-benchmark %s: prepare: %w", sh.name, err)
 		}
 	}
-	key := limitKey(sh, callers, pipeline)
+	key := limitKey(sh, callers)
 	rps, ok := l.estimate[key]
 	if !ok {
-		cal, err := l.run(ctx, sh, callers, pipeline, 5000*pipeline)
+		guess := sh.guess
+		if guess == 0 {
+			guess = 20_000
+		}
+		cal, err := l.run(ctx, sh, callers, pipeline, max(2*callers, min(5000, int(guess*l.tm.duration.Seconds()/4))))
 		if err != nil {
 			return result{}, err
 		}

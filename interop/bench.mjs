@@ -1,5 +1,5 @@
 // bench.mjs: the TypeScript side of pikkuredis's comparison runner
-// (compare/, `go run ./compare`). It drives the real @pikku/redis 0.12.3
+// (compare/, `go -C compare run .`). It drives the real @pikku/redis 0.12.3
 // stores the way a Node.js server does: N concurrent async loops sharing
 // ONE ioredis client, with ioredis's default options.
 //
@@ -11,7 +11,7 @@
 //
 //   {"cmd":"hello","url":"redis://...","prefix":"p","workload":{...}}
 //       -> versions; connects, and checks that both stores adopted the client
-//   {"cmd":"run","op":"subscribe","callers":16,"warmupMs":250,"durationMs":1000,"limit":0}
+//   {"cmd":"run","op":"subscribe","args":null,"callers":16,"warmupMs":250,"durationMs":1000,"limit":0}
 //       -> {"ops":n,"calls":c,"seconds":s,"opsPerSec":x,"p50us":a,"p99us":b}
 //
 // Answers are {"ok":true,"result":...} or {"ok":false,"error":"message"}.
@@ -59,7 +59,7 @@ async function hello(req) {
 }
 
 // The operations, keyed by the names the Go runner sends. k is the number
-// of the call within a run, shared by all loops.
+// of the call within a run, shared by all loops; a is the request's args.
 const ops = {
   addChannel: (k) =>
     channels.addChannel({ channelId: 'a' + (k % wl.addChannelIDs), channelName: 'chat', openingData: { room: 'lobby' } }),
@@ -67,10 +67,11 @@ const ops = {
   getChannelAndSession: (k) => channels.getChannelAndSession('c' + (k % wl.channels)),
   subscribe: (k) => hub.subscribe('t' + (k % wl.topics), 'c' + (k % wl.pairs)),
   unsubscribe: (k) => hub.unsubscribe('t' + (k % wl.topics), 'c' + (k % wl.pairs)),
-  getChannelIdsForTopic: async () => {
-    const ids = await hub.getChannelIdsForTopic(wl.bigTopic);
-    if (ids.length !== wl.bigTopicMembers) {
-      throw new Error(`topic ${wl.bigTopic} has ${ids.length} members, want ${wl.bigTopicMembers}`);
+  // a: {topic, members}, the topic's size, checked on every call.
+  getChannelIdsForTopic: async (k, a) => {
+    const ids = await hub.getChannelIdsForTopic(a.topic);
+    if (ids.length !== a.members) {
+      throw new Error(`topic ${a.topic} has ${ids.length} members, want ${a.members}`);
     }
   },
   removeChannels: (k) => channels.removeChannels(['r' + k]),
@@ -101,7 +102,7 @@ async function run(req) {
       const t0 = performance.now();
       if (t0 >= mEnd) return;
       try {
-        await op(k);
+        await op(k, req.args);
       } catch (err) {
         failed ??= err;
         return;
