@@ -80,7 +80,7 @@ func parseFlags() (config, error) {
 	flag.DurationVar(&cfg.tm.duration, "duration", time.Second, "measured time of each cell")
 	flag.DurationVar(&cfg.tm.warmup, "warmup", 250*time.Millisecond, "unrecorded warm-up before each Go and TypeScript cell")
 	flag.StringVar(&callers, "callers", "1,16,64", "comma-separated numbers of concurrent callers")
-	flag.StringVar(&ops, "ops", "all", "comma-separated subset of: AddChannel, SetUserSession, GetChannelAndSession, Subscribe, Unsubscribe, GetChannelIDsForTopic, RemoveChannels, "+bulkRemoveName)
+	flag.StringVar(&ops, "ops", "all", "comma-separated subset of: AddChannel, SetUserSession, GetChannelAndSession, Subscribe, Unsubscribe, GetChannelIDsForTopic (both topic sizes, or \"GetChannelIDsForTopic 400\", \"GetChannelIDsForTopic 100k\"), RemoveChannels, "+bulkRemoveName)
 	flag.BoolVar(&cfg.cluster, "cluster", true, "also measure the Go stores on a Redis Cluster of 3 masters and 3 replicas that the runner starts on this machine (needs redis-cli)")
 	flag.IntVar(&cfg.shards, "cluster-shards", 16, "WithShards of the stores on the cluster, which spreads the channels over its masters; 0 for a hash-tag prefix instead, every key on one master")
 	flag.StringVar(&cfg.svgPath, "svg", filepath.Join("compare", "results.svg"), "write the chart here (empty: no chart); a relative path is taken from the repository root")
@@ -222,7 +222,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	fmt.Fprintf(os.Stderr, "compare: %s; Redis at %s, keys under %s:*\n", m.oneLine(), redisurl.Redact(srv.url), base)
 
-	r := &runner{cfg: cfg, srv: srv, g: g, node: node, lim: lim, pipe: pl, prefixes: prefixes, removeRate: map[string]float64{}}
+	r := &runner{cfg: cfg, srv: srv, g: g, node: node, lim: lim, pipe: pl, prefixes: prefixes, removeRate: map[string]float64{}, unsubRate: map[string]float64{}}
 	r.stores[implGo], r.stores[implRueidis], r.stores[implGoRedis] = g, ru, gr
 	r.impls = []impl{implGo, implRueidis, implGoRedis, implTS}
 	if cfg.cluster {
@@ -244,10 +244,12 @@ func run(ctx context.Context, cfg config) error {
 	}
 	var runs []*runResults
 	for i := 0; i < cfg.runs; i++ {
+		t0 := time.Now()
 		rr, err := r.runOnce(ctx, i)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
+		logf("run %d/%d took %s", i+1, cfg.runs, time.Since(t0).Round(time.Second))
 		runs = append(runs, rr)
 		// Each run starts from an empty key space: @pikku/redis leaves
 		// removed ids in topic sets, which would otherwise keep growing.
@@ -321,6 +323,7 @@ type runner struct {
 	cluster    *clusterBench      // nil without -cluster
 	impls      []impl             // those measured
 	removeRate map[string]float64 // fastest RemoveChannels calls/s seen, to size the next seed
+	unsubRate  map[string]float64 // the last Unsubscribe calls/s, for the first RemoveChannels seed
 	warnings   []string
 }
 
@@ -336,6 +339,7 @@ func (r *runner) runOnce(ctx context.Context, run int) (*runResults, error) {
 		order[i] = r.impls[(i+run)%len(r.impls)]
 	}
 	for _, op := range r.cfg.ops {
+		t0 := time.Now()
 		for _, callers := range r.cfg.callers {
 			c := cell{op.name, callers}
 			for _, who := range order {
@@ -380,8 +384,8 @@ func (r *runner) runOnce(ctx context.Context, run int) (*runResults, error) {
 			return nil, err
 		}
 		rr.pipe[op.name] = res
-		logf("run %d/%d  %-26s redis-cli --pipe  %9s calls/s (%d calls in %.2fs)",
-			run+1, r.cfg.runs, op.name, fmtRate(res.OpsPerSec), res.Ops, res.Seconds)
+		logf("run %d/%d  %-26s redis-cli --pipe  %9s calls/s (%d calls in %.2fs); the operation took %s",
+			run+1, r.cfg.runs, op.name, fmtRate(res.OpsPerSec), res.Ops, res.Seconds, time.Since(t0).Round(100*time.Millisecond))
 	}
 	if r.cfg.bulk {
 		b, err := bulkRemove(ctx, r.srv, r.g, r.prefixes[implGo])
@@ -439,6 +443,9 @@ func (r *runner) measureImpl(ctx context.Context, who impl, op *operation, calle
 	if err := r.checkErrors(d, fmt.Sprintf("%s %s with %d callers", who, op.name, callers), ours); err != nil {
 		return result{}, 0, err
 	}
+	if op.name == "Unsubscribe" {
+		r.unsubRate[removeKey(who, callers)] = res.OpsPerSec
+	}
 	if removals > 0 {
 		key := removeKey(who, callers)
 		r.removeRate[key] = max(r.removeRate[key], res.OpsPerSec)
@@ -453,11 +460,20 @@ func removeKey(who impl, callers int) string { return fmt.Sprintf("%s/%d", who, 
 
 // removals is how many channels to seed for a RemoveChannels cell: twice
 // what the warm-up and the measured time take at the fastest rate seen so
-// far (or a first guess), as rates on a busy machine vary that much. A cell
-// that runs out anyway ends early and is still valid, its rate taken over
-// the time it ran.
+// far, as rates on a busy machine vary that much. The first time, the
+// rate of the same implementation's Unsubscribe at as many callers stands
+// in (a script call too, which does less), or else a guess. A cell that
+// runs out anyway ends early and is still valid, its rate taken over the
+// time it ran.
 func (r *runner) removals(who impl, callers int, tm timing) int {
-	rate := max(r.removeRate[removeKey(who, callers)], min(20_000*float64(callers), 60_000))
+	key := removeKey(who, callers)
+	rate := r.removeRate[key]
+	if rate == 0 {
+		rate = r.unsubRate[key]
+	}
+	if rate == 0 {
+		rate = min(20_000*float64(callers), 60_000)
+	}
 	secs := (tm.warmup + tm.duration).Seconds()
 	return int(rate*secs*2) + 1000
 }

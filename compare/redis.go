@@ -91,6 +91,24 @@ func (s *server) version(ctx context.Context) (string, error) {
 	return f["redis_version"], nil
 }
 
+// cpu is the CPU time the server process has used, user and system, in
+// seconds (INFO cpu): its main thread's work and its I/O.
+func (s *server) cpu(ctx context.Context) (float64, error) {
+	f, err := s.info(ctx, "cpu")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, name := range []string{"used_cpu_user", "used_cpu_sys"} {
+		v, err := strconv.ParseFloat(f[name], 64)
+		if err != nil {
+			return 0, fmt.Errorf("INFO cpu %s: %w", name, err)
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
 // serverStats are server-wide counters read around a measurement: socket
 // reads, compared with the calls the client made, show how much it
 // pipelined, and error replies must stay at zero (redis-benchmark counts a

@@ -27,6 +27,8 @@ type row struct {
 	storeLim, grLim  float64           // the store's and go-redis's ops/s ÷ limP1
 	pipeCmd          string            // what redis-cli --pipe sent; "" but at the most callers
 	pipe             float64           // redis-cli --pipe calls/s
+	pipeBusy         float64           // redis-server's CPU time ÷ the --pipe run's time
+	pipePerCPU       float64           // --pipe calls per second of redis-server's CPU time
 	overPipe         [numImpls]float64 // the implementation's ops/s ÷ pipe
 }
 
@@ -116,6 +118,16 @@ func summarize(cfg config, impls []impl, runs []*runResults) *report {
 				r.limP1, r.storeLim, r.grLim = math.NaN(), math.NaN(), math.NaN()
 			}
 			r.pipe = pick(pipe)
+			pipeCPU := func(f func(res result) float64) func(rr *runResults) float64 {
+				return func(rr *runResults) float64 {
+					if res, ok := rr.pipe[op.name]; ok && callers == rep.most && res.ServerCPU > 0 {
+						return f(res)
+					}
+					return math.NaN()
+				}
+			}
+			r.pipeBusy = pick(pipeCPU(func(res result) float64 { return res.ServerCPU / res.Seconds }))
+			r.pipePerCPU = pick(pipeCPU(func(res result) float64 { return float64(res.Ops) / res.ServerCPU }))
 			if callers == rep.most {
 				r.pipeCmd = op.pipeCmd
 			}
@@ -207,10 +219,12 @@ func (rep *report) tables() []*table {
 	out = append(out, t)
 
 	// The physical limit, at the most callers.
-	t = &table{title: fmt.Sprintf("The physical limit: redis-cli --pipe sending the exact commands of the calls on one connection, and each implementation's ops/s at %d callers ÷ its rate:", rep.most)}
+	t = &table{title: fmt.Sprintf("The physical limit: redis-cli --pipe sending the exact commands of the calls on one connection; how busy redis-server was meanwhile (its CPU time ÷ the wall time: well below 100%%, redis-cli reading the replies was the bound, not Redis) and the calls it served per second of its CPU time; each implementation's ops/s at %d callers ÷ the --pipe rate:", rep.most)}
 	t.col("op", false)
 	t.col("commands sent", false)
 	t.col("--pipe calls/s", true)
+	t.col("Redis CPU", true)
+	t.col("calls per Redis CPU s", true)
 	for _, i := range rep.impls {
 		t.col(i.String()+"÷pipe", true)
 	}
@@ -218,7 +232,11 @@ func (rep *report) tables() []*table {
 		if r.callers != rep.most {
 			continue
 		}
-		line := []string{r.op, r.pipeCmd, fmtRate(r.pipe)}
+		busy := "—"
+		if !math.IsNaN(r.pipeBusy) {
+			busy = fmt.Sprintf("%.0f%%", 100*r.pipeBusy)
+		}
+		line := []string{r.op, r.pipeCmd, fmtRate(r.pipe), busy, fmtRate(r.pipePerCPU)}
 		for _, i := range rep.impls {
 			line = append(line, fmtRatio(r.overPipe[i]))
 		}
