@@ -28,6 +28,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -365,7 +366,11 @@ func (r *runner) runOnce(ctx context.Context, run int) (*runResults, error) {
 			if _, done := rr.limits[key]; done {
 				continue // the shape is shared by several operations
 			}
-			res, err := r.measureLimit(ctx, op.limit, callers)
+			hint := math.Inf(1)
+			for _, who := range r.impls {
+				hint = min(hint, rr.res[who][c].OpsPerSec)
+			}
+			res, err := r.measureLimit(ctx, op.limit, callers, hint)
 			if err != nil {
 				return nil, err
 			}
@@ -478,12 +483,12 @@ func (r *runner) removals(who impl, callers int, tm timing) int {
 	return int(rate*secs*2) + 1000
 }
 
-func (r *runner) measureLimit(ctx context.Context, sh *shape, callers int) (result, error) {
+func (r *runner) measureLimit(ctx context.Context, sh *shape, callers int, hint float64) (result, error) {
 	before, err := r.srv.stats(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	res, err := r.lim.measure(ctx, sh, callers)
+	res, err := r.lim.measure(ctx, sh, callers, hint)
 	if err != nil {
 		return result{}, err
 	}

@@ -26,7 +26,7 @@ import (
 type shape struct {
 	name   string  // as shown in the table
 	random int     // -r: __rand_int__ takes this many values (0: no -r)
-	guess  float64 // requests/s to size the first, calibrating run; 0 for 20,000
+	guess  float64 // requests/s to size the first run when no implementation's rate is known
 	// args are the command and its arguments, keys under base.
 	args func(l *limits) []string
 	// seed prepares the data (or the script) the command needs.
@@ -37,7 +37,7 @@ var (
 	// shapeHSET is AddChannel: the same four fields, values of similar size
 	// (redis-benchmark writes __rand_int__ as 12 digits).
 	shapeHSET = &shape{
-		name: "HSET 4 fields", random: wl.AddChannelIDs,
+		name: "HSET 4 fields", random: wl.AddChannelIDs, guess: 20_000,
 		args: func(l *limits) []string {
 			return []string{"HSET", l.base + ":rb:channel:a__rand_int__",
 				"channelId", "a__rand_int__", "channelName", "chat",
@@ -48,7 +48,7 @@ var (
 	// the limit for every small script (Subscribe, Unsubscribe,
 	// SetUserSession).
 	shapeEVALSHA = &shape{
-		name: "EVALSHA subscribe.lua", random: wl.Pairs,
+		name: "EVALSHA subscribe.lua", random: wl.Pairs, guess: 20_000,
 		args: func(l *limits) []string {
 			return []string{"EVALSHA", pikkuredis.ScriptSHAs()["subscribe"], "2",
 				l.base + ":rb:topic:t__rand_int__", l.base + ":rb:subs:c__rand_int__",
@@ -59,7 +59,7 @@ var (
 	// shapeHMGET is GetChannelAndSession as pikkuredis reads it (one HMGET
 	// of five fields; @pikku/redis sends HGETALL).
 	shapeHMGET = &shape{
-		name: "HMGET 5 fields",
+		name: "HMGET 5 fields", guess: 20_000,
 		args: func(l *limits) []string {
 			return []string{"HMGET", l.base + ":rb:channel:g", "channelId", "channelName", "openingData", "createdAt", "userSession"}
 		},
@@ -128,9 +128,10 @@ func (l *limits) loadScript(ctx context.Context, name string) error {
 }
 
 // measure runs one shape, unpipelined, for about the -duration: the
-// number of requests is taken from the rate seen last time, or from a
-// short calibration run (which also serves as warm-up) the first time.
-func (l *limits) measure(ctx context.Context, sh *shape, callers int) (result, error) {
+// number of requests is taken from the rate seen last time or, the first
+// time, from hint (the slowest implementation's rate in the same cell),
+// or a guess.
+func (l *limits) measure(ctx context.Context, sh *shape, callers int, hint float64) (result, error) {
 	const pipeline = 1
 	if sh.seed != nil {
 		if err := sh.seed(ctx, l); err != nil {
@@ -140,18 +141,15 @@ func (l *limits) measure(ctx context.Context, sh *shape, callers int) (result, e
 	key := limitKey(sh, callers)
 	rps, ok := l.estimate[key]
 	if !ok {
-		guess := sh.guess
-		if guess == 0 {
-			guess = 20_000
-		}
-		cal, err := l.run(ctx, sh, callers, pipeline, max(2*callers, min(5000, int(guess*l.tm.duration.Seconds()/4))))
-		if err != nil {
-			return result{}, err
-		}
-		rps = cal.OpsPerSec
+		rps = hint
 	}
-	n := max(callers*pipeline*20, int(rps*l.tm.duration.Seconds()))
-	res, err := l.run(ctx, sh, callers, pipeline, n)
+	if rps <= 0 {
+		rps = sh.guess
+	}
+	// At least two requests per connection, or -c callers would not all
+	// be busy; no more, so that a 100,000-id SMEMBERS at 13 requests/s
+	// does not run for minutes.
+	res, err := l.run(ctx, sh, callers, pipeline, max(2*callers, int(rps*l.tm.duration.Seconds())))
 	if err != nil {
 		return result{}, err
 	}
