@@ -91,6 +91,29 @@ func (s *server) version(ctx context.Context) (string, error) {
 	return f["redis_version"], nil
 }
 
+// errorKinds counts the error replies the server sent, by their first
+// word (INFO errorstats: ERR, NOSCRIPT, WRONGTYPE, ...).
+func (s *server) errorKinds(ctx context.Context) (map[string]int64, error) {
+	f, err := s.info(ctx, "errorstats")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for k, v := range f {
+		kind, ok := strings.CutPrefix(k, "errorstat_")
+		count, ok2 := strings.CutPrefix(v, "count=")
+		if !ok || !ok2 {
+			continue
+		}
+		n, err := strconv.ParseInt(count, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("INFO errorstats %s: %w", k, err)
+		}
+		out[kind] = n
+	}
+	return out, nil
+}
+
 // cpu is the CPU time the server process has used, user and system, in
 // seconds (INFO cpu): its main thread's work and its I/O.
 func (s *server) cpu(ctx context.Context) (float64, error) {
