@@ -497,16 +497,16 @@ func removeKey(who impl, callers int) string { return fmt.Sprintf("%s/%d", who, 
 
 // removals is how many channels to seed for a RemoveChannels cell: twice
 // what the warm-up and the measured time take at the fastest rate seen so
-// far, as rates on a busy machine vary that much. The first time, the
-// rate of the same implementation's Unsubscribe at as many callers stands
-// in (a script call too, which does less), or else a guess. A cell that
+// far, as rates on a busy machine vary that much. The first time, half
+// the rate of the same implementation's Unsubscribe at as many callers
+// stands in (a script call too, which does less), or else a guess. A cell that
 // runs out anyway ends early and is still valid, its rate taken over the
 // time it ran.
 func (r *runner) removals(who impl, callers int, tm timing) int {
 	key := removeKey(who, callers)
 	rate := r.removeRate[key]
 	if rate == 0 {
-		rate = r.unsubRate[key]
+		rate = r.unsubRate[key] / 2 // RemoveChannels' script does 2-3 times the work
 	}
 	if rate == 0 {
 		rate = min(20_000*float64(callers), 60_000)
