@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/mna/redisc"
@@ -36,7 +37,11 @@ type clusterBench struct {
 // for shards 0 or 1, with the hash-tag prefix {base}:cluster, which puts
 // every key in one slot, on one master.
 func startCluster(ctx context.Context, base string, shards int) (*clusterBench, error) {
-	cl, err := redisserver.StartCluster(redisserver.ClusterConfig{})
+	// A node timeout well above the tests' 1 s: on a busy 2-core machine
+	// a master serving 64 callers' 100,000-id reads can miss heartbeats
+	// for that long, and a failover in the middle of a cell would end the
+	// run with CLUSTERDOWN. Nothing here fails a node on purpose.
+	cl, err := redisserver.StartCluster(redisserver.ClusterConfig{NodeTimeout: 5 * time.Second})
 	if err != nil {
 		if errors.Is(err, redisserver.ErrNotInstalled) {
 			err = fmt.Errorf("%w; -cluster=false leaves the cluster out", err)

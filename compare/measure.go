@@ -14,41 +14,59 @@ import (
 // result is one measured cell: an implementation running one operation at
 // one concurrency, or one redis-benchmark run.
 type result struct {
-	Ops       int     `json:"ops"`   // calls recorded (started in the measured window)
+	Ops       int     `json:"ops"`   // calls recorded (ended in the measured window)
 	Calls     int     `json:"calls"` // calls made, warm-up included
 	Seconds   float64 `json:"seconds"`
 	OpsPerSec float64 `json:"opsPerSec"`
 	P50us     float64 `json:"p50us"`
 	P99us     float64 `json:"p99us"`
+	// ServerCPU is the CPU time redis-server spent meanwhile, in seconds
+	// (redis-cli --pipe only).
+	ServerCPU float64 `json:"-"`
 }
 
+// errNoCalls is a cell in which no call ended inside the measured window:
+// calls that each take longer than the window on a busy machine can do
+// that, or a RemoveChannels cell that ran out of seeded channels during
+// the warm-up.
+var errNoCalls = errors.New("no call was recorded")
+
 // timing is the measured window of a run: callers call back to back for
-// warmup (not recorded), then for duration.
+// warmup (not recorded; longer if a caller has not completed a call by
+// then), then for duration.
 type timing struct {
 	warmup, duration time.Duration
 }
 
 // measure runs call from callers goroutines, as a Go server's request
-// handlers would. Calls started inside the measured window are recorded,
-// and throughput is recorded calls over the time from the window's start
-// to the end of the last recorded call. bench.mjs counts by the same rules.
-// With limit > 0 only calls 0..limit-1 are made (RemoveChannels removes
-// each seeded channel once), and the run may end early.
+// handlers would: each caller calls back to back until the measured
+// window ends. The warm-up lasts tm.warmup and, beyond that, until every
+// caller has completed a call: callers that all start at once finish
+// their first calls together, which for a slow call (a 100,000-id read
+// behind 63 others) would otherwise be all the window sees. Calls that
+// end inside the window are recorded, wherever they started, and
+// throughput is recorded calls over the window's duration: in steady
+// state as many calls end in a stretch of time as the clients complete.
+// bench.mjs counts by the same rules. With limit > 0 only calls
+// 0..limit-1 are made (RemoveChannels removes each seeded channel once);
+// a cell that runs out of them ends early, and its throughput is taken
+// over the time to the end of its last recorded call.
 func measure(ctx context.Context, callers int, tm timing, limit int, call func(ctx context.Context, k int) error) (result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		next    atomic.Int64
-		mu      sync.Mutex
-		samples []time.Duration
-		lastEnd time.Time
-		calls   int
-		failed  error
-		wg      sync.WaitGroup
+		next      atomic.Int64
+		ranOut    atomic.Bool
+		firstDone atomic.Int64                 // callers that completed a call
+		window    atomic.Pointer[[2]time.Time] // start and end, once the warm-up is over
+		mu        sync.Mutex
+		samples   []time.Duration
+		lastEnd   time.Time
+		calls     int
+		failed    error
+		wg        sync.WaitGroup
 	)
-	start := time.Now()
-	mStart := start.Add(tm.warmup)
-	mEnd := mStart.Add(tm.duration)
+	warmEnd := time.Now().Add(tm.warmup)
 	for w := 0; w < callers; w++ {
 		wg.Add(1)
 		go func() {
@@ -70,10 +88,11 @@ func measure(ctx context.Context, callers int, tm timing, limit int, call func(c
 			for ctx.Err() == nil {
 				k := int(next.Add(1) - 1)
 				if limit > 0 && k >= limit {
+					ranOut.Store(true)
 					return
 				}
 				t0 := time.Now()
-				if !t0.Before(mEnd) {
+				if w := window.Load(); w != nil && !t0.Before(w[1]) {
 					return
 				}
 				if err := call(ctx, k); err != nil {
@@ -86,8 +105,16 @@ func measure(ctx context.Context, callers int, tm timing, limit int, call func(c
 					return
 				}
 				t1 := time.Now()
-				myCalls++
-				if !t0.Before(mStart) {
+				if myCalls++; myCalls == 1 && firstDone.Add(1) == int64(callers) {
+					// The last caller's first call: the window starts now,
+					// or when the warm-up's time is up.
+					from := t1
+					if from.Before(warmEnd) {
+						from = warmEnd
+					}
+					window.Store(&[2]time.Time{from, from.Add(tm.duration)})
+				}
+				if w := window.Load(); w != nil && !t1.Before(w[0]) && !t1.After(w[1]) {
 					mine = append(mine, t1.Sub(t0))
 					myEnd = t1
 				}
@@ -102,10 +129,13 @@ func measure(ctx context.Context, callers int, tm timing, limit int, call func(c
 		return result{}, err
 	}
 	if len(samples) == 0 {
-		return result{}, fmt.Errorf("no call was recorded (ran out of seeded data during the warm-up?)")
+		return result{}, fmt.Errorf("%w (ran out of seeded data during the warm-up, or one call outlasts the window?)", errNoCalls)
 	}
 	slices.Sort(samples)
-	secs := lastEnd.Sub(mStart).Seconds()
+	secs := tm.duration.Seconds()
+	if ranOut.Load() {
+		secs = lastEnd.Sub(window.Load()[0]).Seconds()
+	}
 	return result{
 		Ops:       len(samples),
 		Calls:     calls,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -44,7 +45,7 @@ func findInterop() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("interop/bench.mjs not found in this directory or above: run from the pikkuredis checkout (go run ./compare)")
+			return "", errors.New("interop/bench.mjs not found in this directory or above: run from the pikkuredis checkout (go -C compare run .)")
 		}
 		dir = parent
 	}
@@ -103,10 +104,11 @@ func startNode(interop, url, prefix string) (*nodeBench, nodeVersions, error) {
 	return n, v, nil
 }
 
-// run measures one @pikku/redis operation at the given concurrency.
-func (n *nodeBench) run(tsOp string, callers int, tm timing, limit int) (result, error) {
+// run measures one @pikku/redis operation, called with args, at the
+// given concurrency.
+func (n *nodeBench) run(tsOp string, args any, callers int, tm timing, limit int) (result, error) {
 	req := map[string]any{
-		"cmd": "run", "op": tsOp, "callers": callers, "limit": limit,
+		"cmd": "run", "op": tsOp, "args": args, "callers": callers, "limit": limit,
 		"warmupMs": tm.warmup.Milliseconds(), "durationMs": tm.duration.Milliseconds(),
 	}
 	var res result
@@ -144,6 +146,9 @@ func (n *nodeBench) call(req any, timeout time.Duration, out any) error {
 		return fmt.Errorf("bad answer %q: %w", answer, err)
 	}
 	if !a.OK {
+		if strings.Contains(a.Error, errNoCalls.Error()) {
+			return fmt.Errorf("%w: %s", errNoCalls, a.Error)
+		}
 		return errors.New(a.Error)
 	}
 	if err := json.Unmarshal(a.Result, out); err != nil {

@@ -91,6 +91,47 @@ func (s *server) version(ctx context.Context) (string, error) {
 	return f["redis_version"], nil
 }
 
+// errorKinds counts the error replies the server sent, by their first
+// word (INFO errorstats: ERR, NOSCRIPT, WRONGTYPE, ...).
+func (s *server) errorKinds(ctx context.Context) (map[string]int64, error) {
+	f, err := s.info(ctx, "errorstats")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for k, v := range f {
+		kind, ok := strings.CutPrefix(k, "errorstat_")
+		count, ok2 := strings.CutPrefix(v, "count=")
+		if !ok || !ok2 {
+			continue
+		}
+		n, err := strconv.ParseInt(count, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("INFO errorstats %s: %w", k, err)
+		}
+		out[kind] = n
+	}
+	return out, nil
+}
+
+// cpu is the CPU time the server process has used, user and system, in
+// seconds (INFO cpu): its main thread's work and its I/O.
+func (s *server) cpu(ctx context.Context) (float64, error) {
+	f, err := s.info(ctx, "cpu")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, name := range []string{"used_cpu_user", "used_cpu_sys"} {
+		v, err := strconv.ParseFloat(f[name], 64)
+		if err != nil {
+			return 0, fmt.Errorf("INFO cpu %s: %w", name, err)
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
 // serverStats are server-wide counters read around a measurement: socket
 // reads, compared with the calls the client made, show how much it
 // pipelined, and error replies must stay at zero (redis-benchmark counts a
@@ -270,17 +311,16 @@ func (sd seeder) seedPairs(ctx context.Context) error {
 	})
 }
 
-// seedBigTopic makes the topic GetChannelIDsForTopic reads hold exactly
-// BigTopicMembers ids.
-func (sd seeder) seedBigTopic(ctx context.Context) error {
-	return sd.w.pipeline(ctx, "topic", func(p sender) {
-		for _, key := range sd.l.topicSets(wl.BigTopic) {
+// seedTopic makes topic hold exactly the ids c0..c{n-1}.
+func (sd seeder) seedTopic(ctx context.Context, topic string, n int) error {
+	return sd.w.pipeline(ctx, "topic "+topic, func(p sender) {
+		for _, key := range sd.l.topicSets(topic) {
 			p.send("DEL", key)
 		}
 		m := newMembers(p)
-		for i := 0; i < wl.BigTopicMembers; i++ {
+		for i := 0; i < n; i++ {
 			id := "c" + strconv.Itoa(i)
-			m.add(sd.l.topic(wl.BigTopic, id), id)
+			m.add(sd.l.topic(topic, id), id)
 		}
 		m.done()
 	})
@@ -344,8 +384,9 @@ func (s *server) scanKeys(ctx context.Context, base string, fn func(keys []any) 
 	}
 }
 
-// benchmarkArgs are the redis-benchmark flags that reach the same server.
-func (s *server) benchmarkArgs() ([]string, error) {
+// toolArgs are the flags of redis-benchmark, or with cli of redis-cli,
+// that reach the same server.
+func (s *server) toolArgs(cli bool) ([]string, error) {
 	u, err := url.Parse(s.url)
 	if err != nil {
 		return nil, fmt.Errorf("invalid redis URL %q", redisurl.Redact(s.url)) // Check passed: not reached
@@ -364,10 +405,17 @@ func (s *server) benchmarkArgs() ([]string, error) {
 				args = append(args, "--user", name)
 			}
 			args = append(args, "-a", pw)
+			if cli {
+				args = append(args, "--no-auth-warning")
+			}
 		}
 	}
 	if db := strings.Trim(u.Path, "/"); db != "" && db != "0" {
-		args = append(args, "--dbnum", db)
+		if cli {
+			args = append(args, "-n", db)
+		} else {
+			args = append(args, "--dbnum", db)
+		}
 	}
 	return args, nil
 }

@@ -18,10 +18,15 @@ import (
 )
 
 // shape is a command redis-benchmark sends, shaped like what one operation
-// sends: what Redis itself can serve, the "physical limit" of a cell.
+// sends, unpipelined (-P 1) from -c callers connections: what Redis can
+// serve to a client that waits for each reply before it sends the next
+// command on a connection. (redis-benchmark gives each __rand_int__ its
+// own value, so it cannot send the matched keys of the real calls; the
+// limit of pipelined calls is redis-cli --pipe's, in pipe.go.)
 type shape struct {
-	name   string // as shown in the table
-	random int    // -r: __rand_int__ takes this many values (0: no -r)
+	name   string  // as shown in the table
+	random int     // -r: __rand_int__ takes this many values (0: no -r)
+	guess  float64 // requests/s to size the first run when no implementation's rate is known
 	// args are the command and its arguments, keys under base.
 	args func(l *limits) []string
 	// seed prepares the data (or the script) the command needs.
@@ -32,7 +37,7 @@ var (
 	// shapeHSET is AddChannel: the same four fields, values of similar size
 	// (redis-benchmark writes __rand_int__ as 12 digits).
 	shapeHSET = &shape{
-		name: "HSET 4 fields", random: wl.AddChannelIDs,
+		name: "HSET 4 fields", random: wl.AddChannelIDs, guess: 20_000,
 		args: func(l *limits) []string {
 			return []string{"HSET", l.base + ":rb:channel:a__rand_int__",
 				"channelId", "a__rand_int__", "channelName", "chat",
@@ -43,7 +48,7 @@ var (
 	// the limit for every small script (Subscribe, Unsubscribe,
 	// SetUserSession).
 	shapeEVALSHA = &shape{
-		name: "EVALSHA subscribe.lua", random: wl.Pairs,
+		name: "EVALSHA subscribe.lua", random: wl.Pairs, guess: 20_000,
 		args: func(l *limits) []string {
 			return []string{"EVALSHA", pikkuredis.ScriptSHAs()["subscribe"], "2",
 				l.base + ":rb:topic:t__rand_int__", l.base + ":rb:subs:c__rand_int__",
@@ -54,7 +59,7 @@ var (
 	// shapeHMGET is GetChannelAndSession as pikkuredis reads it (one HMGET
 	// of five fields; @pikku/redis sends HGETALL).
 	shapeHMGET = &shape{
-		name: "HMGET 5 fields",
+		name: "HMGET 5 fields", guess: 20_000,
 		args: func(l *limits) []string {
 			return []string{"HMGET", l.base + ":rb:channel:g", "channelId", "channelName", "openingData", "createdAt", "userSession"}
 		},
@@ -64,17 +69,20 @@ var (
 			return err
 		},
 	}
-	// shapeSMEMBERS is GetChannelIDsForTopic on a topic of the same size.
-	shapeSMEMBERS = &shape{
-		name: "SMEMBERS " + strconv.Itoa(wl.BigTopicMembers),
+)
+
+// shapeSMEMBERS is GetChannelIDsForTopic on a topic of the same size.
+func shapeSMEMBERS(topic string, members int) *shape {
+	return &shape{
+		name: "SMEMBERS " + strconv.Itoa(members), guess: 2e7 / float64(members),
 		args: func(l *limits) []string {
-			return []string{"SMEMBERS", l.base + ":rb:topic:" + wl.BigTopic}
+			return []string{"SMEMBERS", l.base + ":rb:topic:" + topic}
 		},
 		seed: func(ctx context.Context, l *limits) error {
-			return seeder{l.srv, standardLayout(l.base + ":rb")}.seedBigTopic(ctx)
+			return seeder{l.srv, standardLayout(l.base + ":rb")}.seedTopic(ctx, topic, members)
 		},
 	}
-)
+}
 
 // limits runs redis-benchmark against the server.
 type limits struct {
@@ -90,15 +98,15 @@ func newLimits(srv *server, base, scripts string, tm timing) (*limits, error) {
 	if _, err := exec.LookPath("redis-benchmark"); err != nil {
 		return nil, fmt.Errorf("redis-benchmark is not on PATH (it comes with redis-server; Debian/Ubuntu: apt-get install redis-tools): %w", err)
 	}
-	conn, err := srv.benchmarkArgs()
+	conn, err := srv.toolArgs(false)
 	if err != nil {
 		return nil, err
 	}
 	return &limits{srv: srv, conn: conn, base: base, scripts: scripts, tm: tm, estimate: map[string]float64{}}, nil
 }
 
-func limitKey(sh *shape, callers, pipeline int) string {
-	return fmt.Sprintf("%s/c=%d/P=%d", sh.name, callers, pipeline)
+func limitKey(sh *shape, callers int) string {
+	return fmt.Sprintf("%s/c=%d", sh.name, callers)
 }
 
 // loadScript sends SCRIPT LOAD for a file of scripts/ and checks that the
@@ -119,26 +127,29 @@ func (l *limits) loadScript(ctx context.Context, name string) error {
 	return nil
 }
 
-// measure runs one shape for about the -duration: the number of requests
-// is taken from the rate seen last time, or from a short calibration run
-// (which also serves as warm-up) the first time.
-func (l *limits) measure(ctx context.Context, sh *shape, callers, pipeline int) (result, error) {
+// measure runs one shape, unpipelined, for about the -duration: the
+// number of requests is taken from the rate seen last time or, the first
+// time, from hint (the slowest implementation's rate in the same cell),
+// or a guess.
+func (l *limits) measure(ctx context.Context, sh *shape, callers int, hint float64) (result, error) {
+	const pipeline = 1
 	if sh.seed != nil {
 		if err := sh.seed(ctx, l); err != nil {
 			return result{}, fmt.Errorf("redis-benchmark %s: prepare: %w", sh.name, err)
 		}
 	}
-	key := limitKey(sh, callers, pipeline)
+	key := limitKey(sh, callers)
 	rps, ok := l.estimate[key]
 	if !ok {
-		cal, err := l.run(ctx, sh, callers, pipeline, 5000*pipeline)
-		if err != nil {
-			return result{}, err
-		}
-		rps = cal.OpsPerSec
+		rps = hint
 	}
-	n := max(callers*pipeline*20, int(rps*l.tm.duration.Seconds()))
-	res, err := l.run(ctx, sh, callers, pipeline, n)
+	if rps <= 0 {
+		rps = sh.guess
+	}
+	// At least two requests per connection, or -c callers would not all
+	// be busy; no more, so that a 100,000-id SMEMBERS at 13 requests/s
+	// does not run for minutes.
+	res, err := l.run(ctx, sh, callers, pipeline, max(2*callers, int(rps*l.tm.duration.Seconds())))
 	if err != nil {
 		return result{}, err
 	}

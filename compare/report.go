@@ -7,26 +7,29 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// row is one line of the table: medians across runs of one operation at
+// row is one line of the tables: medians across runs of one operation at
 // one concurrency. Ratios are medians of the per-run ratios, not ratios of
 // the medians. NaN marks a figure that was not measured.
 type row struct {
-	op                   string
-	callers              int
-	goOps, tsOps, goTS   float64
-	goP50, goP99         float64
-	tsP50, tsP99         float64
-	clOps, clGo          float64 // the cluster, and its ratio to Go on the single server
-	clP50, clP99         float64
-	shape                string
-	limP1, limP16        float64
-	goLimP1, goLimP16    float64
-	goPerRead, tsPerRead float64
-	clPerRead            float64
+	op               string
+	callers          int
+	ops, p50, p99    [numImpls]float64
+	perRead          [numImpls]float64 // calls per socket read
+	storeOver        [numImpls]float64 // the store's ops/s ÷ the implementation's
+	clusterOverStore float64           // the cluster's ops/s ÷ the store's on the single server
+	shape            string            // redis-benchmark's, "—" for none
+	limP1            float64           // redis-benchmark -P 1 -c callers
+	storeLim, grLim  float64           // the store's and go-redis's ops/s ÷ limP1
+	pipeCmd          string            // what redis-cli --pipe sent; "" but at the most callers
+	pipe             float64           // redis-cli --pipe calls/s
+	pipeBusy         float64           // redis-server's CPU time ÷ the --pipe run's time
+	pipePerCPU       float64           // --pipe calls per second of redis-server's CPU time
+	overPipe         [numImpls]float64 // the implementation's ops/s ÷ pipe
 }
 
 type bulkSummary struct {
@@ -38,18 +41,26 @@ type bulkSummary struct {
 
 type report struct {
 	machine  machine
-	cluster  bool // the cluster was measured: its columns are shown
+	impls    []impl // those measured, in the order of the columns
+	cluster  bool   // the cluster was measured: its columns are shown
 	callers  []int
+	most     int // the most callers: the rows with the --pipe limit
 	rows     []row
 	bulk     *bulkSummary
 	warnings []string
 }
 
+// columnOrder is the order of the implementations in every table.
+var columnOrder = []impl{implGo, implRueidis, implGoRedis, implTS, implCluster}
+
 func summarize(cfg config, impls []impl, runs []*runResults) *report {
-	rep := &report{callers: cfg.callers}
-	for _, i := range impls {
-		rep.cluster = rep.cluster || i == implCluster
+	rep := &report{callers: cfg.callers, most: slices.Max(cfg.callers)}
+	for _, i := range columnOrder {
+		if slices.Contains(impls, i) {
+			rep.impls = append(rep.impls, i)
+		}
 	}
+	rep.cluster = slices.Contains(impls, implCluster)
 	for _, op := range cfg.ops {
 		for _, callers := range cfg.callers {
 			c := cell{op.name, callers}
@@ -60,15 +71,6 @@ func summarize(cfg config, impls []impl, runs []*runResults) *report {
 				}
 				return median(vals)
 			}
-			lim := func(rr *runResults, pipeline int) float64 {
-				if op.limit == nil {
-					return math.NaN()
-				}
-				if res, ok := rr.limits[limitKey(op.limit, callers, pipeline)]; ok {
-					return res.OpsPerSec
-				}
-				return math.NaN()
-			}
 			// A figure of an implementation that was not measured is NaN.
 			res := func(rr *runResults, i impl, f func(result) float64) float64 {
 				if r, ok := rr.res[i][c]; ok {
@@ -76,38 +78,58 @@ func summarize(cfg config, impls []impl, runs []*runResults) *report {
 				}
 				return math.NaN()
 			}
-			ops := func(r result) float64 { return r.OpsPerSec }
-			p50 := func(r result) float64 { return r.P50us }
-			p99 := func(r result) float64 { return r.P99us }
-			perRead := func(rr *runResults, i impl) float64 {
-				if v, ok := rr.perRead[i][c]; ok {
-					return v
+			ops := func(rr *runResults, i impl) float64 { return res(rr, i, func(r result) float64 { return r.OpsPerSec }) }
+			lim := func(rr *runResults) float64 {
+				if op.limit == nil {
+					return math.NaN()
+				}
+				if res, ok := rr.limits[limitKey(op.limit, callers)]; ok {
+					return res.OpsPerSec
 				}
 				return math.NaN()
 			}
-			r := row{
-				op: op.name, callers: callers, shape: "—",
-				goOps:     pick(func(rr *runResults) float64 { return res(rr, implGo, ops) }),
-				tsOps:     pick(func(rr *runResults) float64 { return res(rr, implTS, ops) }),
-				clOps:     pick(func(rr *runResults) float64 { return res(rr, implCluster, ops) }),
-				goTS:      pick(func(rr *runResults) float64 { return res(rr, implGo, ops) / res(rr, implTS, ops) }),
-				clGo:      pick(func(rr *runResults) float64 { return res(rr, implCluster, ops) / res(rr, implGo, ops) }),
-				goP50:     pick(func(rr *runResults) float64 { return res(rr, implGo, p50) }),
-				goP99:     pick(func(rr *runResults) float64 { return res(rr, implGo, p99) }),
-				tsP50:     pick(func(rr *runResults) float64 { return res(rr, implTS, p50) }),
-				tsP99:     pick(func(rr *runResults) float64 { return res(rr, implTS, p99) }),
-				clP50:     pick(func(rr *runResults) float64 { return res(rr, implCluster, p50) }),
-				clP99:     pick(func(rr *runResults) float64 { return res(rr, implCluster, p99) }),
-				limP1:     pick(func(rr *runResults) float64 { return lim(rr, 1) }),
-				limP16:    pick(func(rr *runResults) float64 { return lim(rr, 16) }),
-				goLimP1:   pick(func(rr *runResults) float64 { return res(rr, implGo, ops) / lim(rr, 1) }),
-				goLimP16:  pick(func(rr *runResults) float64 { return res(rr, implGo, ops) / lim(rr, 16) }),
-				goPerRead: pick(func(rr *runResults) float64 { return perRead(rr, implGo) }),
-				tsPerRead: pick(func(rr *runResults) float64 { return perRead(rr, implTS) }),
-				clPerRead: pick(func(rr *runResults) float64 { return perRead(rr, implCluster) }),
+			pipe := func(rr *runResults) float64 {
+				if res, ok := rr.pipe[op.name]; ok && callers == rep.most {
+					return res.OpsPerSec
+				}
+				return math.NaN()
 			}
+			r := row{op: op.name, callers: callers, shape: "—"}
+			for i := impl(0); i < numImpls; i++ {
+				r.ops[i] = pick(func(rr *runResults) float64 { return ops(rr, i) })
+				r.p50[i] = pick(func(rr *runResults) float64 { return res(rr, i, func(r result) float64 { return r.P50us }) })
+				r.p99[i] = pick(func(rr *runResults) float64 { return res(rr, i, func(r result) float64 { return r.P99us }) })
+				r.storeOver[i] = pick(func(rr *runResults) float64 { return ops(rr, implGo) / ops(rr, i) })
+				r.overPipe[i] = pick(func(rr *runResults) float64 { return ops(rr, i) / pipe(rr) })
+				r.perRead[i] = pick(func(rr *runResults) float64 {
+					if v, ok := rr.perRead[i][c]; ok {
+						return v
+					}
+					return math.NaN()
+				})
+			}
+			r.clusterOverStore = pick(func(rr *runResults) float64 { return ops(rr, implCluster) / ops(rr, implGo) })
 			if op.limit != nil {
 				r.shape = op.limit.name
+				r.limP1 = pick(lim)
+				r.storeLim = pick(func(rr *runResults) float64 { return ops(rr, implGo) / lim(rr) })
+				r.grLim = pick(func(rr *runResults) float64 { return ops(rr, implGoRedis) / lim(rr) })
+			} else {
+				r.limP1, r.storeLim, r.grLim = math.NaN(), math.NaN(), math.NaN()
+			}
+			r.pipe = pick(pipe)
+			pipeCPU := func(f func(res result) float64) func(rr *runResults) float64 {
+				return func(rr *runResults) float64 {
+					if res, ok := rr.pipe[op.name]; ok && callers == rep.most && res.ServerCPU > 0 {
+						return f(res)
+					}
+					return math.NaN()
+				}
+			}
+			r.pipeBusy = pick(pipeCPU(func(res result) float64 { return res.ServerCPU / res.Seconds }))
+			r.pipePerCPU = pick(pipeCPU(func(res result) float64 { return float64(res.Ops) / res.ServerCPU }))
+			if callers == rep.most {
+				r.pipeCmd = op.pipeCmd
 			}
 			rep.rows = append(rep.rows, r)
 		}
@@ -130,96 +152,144 @@ func summarize(cfg config, impls []impl, runs []*runResults) *report {
 	return rep
 }
 
-// column is one column of the table: its header, whether it holds
-// numbers (right-aligned), whether it is about the cluster (left out when
-// the cluster was not measured), and its cell in a row.
-type column struct {
-	header  string
-	right   bool
-	cluster bool
-	cell    func(r row) string
+// table is one table of the report: a title, a header, the rows, which
+// columns hold numbers (right-aligned).
+type table struct {
+	title  string
+	header []string
+	right  []bool
+	rows   [][]string
 }
 
-var columns = []column{
-	{"op", false, false, func(r row) string { return r.op }},
-	{"callers", true, false, func(r row) string { return fmt.Sprint(r.callers) }},
-	{"Go ops/s", true, false, func(r row) string { return fmtRate(r.goOps) }},
-	{"TS ops/s", true, false, func(r row) string { return fmtRate(r.tsOps) }},
-	{"Go/TS", true, false, func(r row) string { return fmtRatio(r.goTS) }},
-	{"Go p50/p99 µs", true, false, func(r row) string { return fmtLatency(r.goP50, r.goP99) }},
-	{"TS p50/p99 µs", true, false, func(r row) string { return fmtLatency(r.tsP50, r.tsP99) }},
-	{"Cluster ops/s", true, true, func(r row) string { return fmtRate(r.clOps) }},
-	{"Cluster/Go", true, true, func(r row) string { return fmtRatio(r.clGo) }},
-	{"Cluster p50/p99 µs", true, true, func(r row) string { return fmtLatency(r.clP50, r.clP99) }},
-	{"limit shape", false, false, func(r row) string { return r.shape }},
-	{"limit unpipelined ops/s", true, false, func(r row) string { return fmtRate(r.limP1) }},
-	{"limit 16-pipelined ops/s", true, false, func(r row) string { return fmtRate(r.limP16) }},
-	{"Go/limit (unpipelined)", true, false, func(r row) string { return fmtRatio(r.goLimP1) }},
-	{"Go/limit (P16)", true, false, func(r row) string { return fmtRatio(r.goLimP16) }},
+func (t *table) col(header string, right bool) {
+	t.header, t.right = append(t.header, header), append(t.right, right)
 }
 
-// table returns the header, rows and alignment of the main table.
-func (rep *report) table() ([]string, [][]string, []bool) {
-	var header []string
-	var right []bool
-	var cols []column
-	for _, c := range columns {
-		if c.cluster && !rep.cluster {
-			continue
-		}
-		cols = append(cols, c)
-		header, right = append(header, c.header), append(right, c.right)
+// tables are the report's tables, in order.
+func (rep *report) tables() []*table {
+	peers := []impl{implRueidis, implGoRedis, implTS} // the store's ratio to each
+	var out []*table
+
+	// Throughput, and the store's ratio to each other implementation.
+	t := &table{title: "Calls per second (ops/s) and the store's ratio to each peer (above 1: the store is faster):"}
+	t.col("op", false)
+	t.col("callers", true)
+	for _, i := range rep.impls {
+		t.col(i.String()+" ops/s", true)
 	}
-	var rows [][]string
+	for _, i := range peers {
+		if slices.Contains(rep.impls, i) {
+			t.col("store÷"+i.String(), true)
+		}
+	}
+	if rep.cluster {
+		t.col("Cluster÷store", true)
+	}
 	for _, r := range rep.rows {
-		line := make([]string, len(cols))
-		for i, c := range cols {
-			line[i] = c.cell(r)
+		line := []string{r.op, fmt.Sprint(r.callers)}
+		for _, i := range rep.impls {
+			line = append(line, fmtRate(r.ops[i]))
 		}
-		rows = append(rows, line)
-	}
-	return header, rows, right
-}
-
-// pipeliningRows: calls per socket read at the server, Go, TS and the
-// cluster side by side for each number of callers.
-func (rep *report) pipeliningRows() ([]string, [][]string, []bool) {
-	header, right := []string{"op"}, []bool{false}
-	for _, c := range rep.callers {
-		header = append(header, fmt.Sprintf("Go, %d", c), fmt.Sprintf("TS, %d", c))
-		right = append(right, true, true)
-		if rep.cluster {
-			header, right = append(header, fmt.Sprintf("Cluster, %d", c)), append(right, true)
-		}
-	}
-	var rows [][]string
-	for i := 0; i < len(rep.rows); i += len(rep.callers) {
-		line := []string{rep.rows[i].op}
-		for _, r := range rep.rows[i : i+len(rep.callers)] {
-			line = append(line, fmt.Sprintf("%.1f", r.goPerRead), fmt.Sprintf("%.1f", r.tsPerRead))
-			if rep.cluster {
-				line = append(line, fmt.Sprintf("%.1f", r.clPerRead))
+		for _, i := range peers {
+			if slices.Contains(rep.impls, i) {
+				line = append(line, fmtRatio(r.storeOver[i]))
 			}
 		}
-		rows = append(rows, line)
+		if rep.cluster {
+			line = append(line, fmtRatio(r.clusterOverStore))
+		}
+		t.rows = append(t.rows, line)
 	}
-	return header, rows, right
+	out = append(out, t)
+
+	// Latency.
+	t = &table{title: "Latency of one call, p50 / p99 in µs:"}
+	t.col("op", false)
+	t.col("callers", true)
+	for _, i := range rep.impls {
+		t.col(i.String(), true)
+	}
+	for _, r := range rep.rows {
+		line := []string{r.op, fmt.Sprint(r.callers)}
+		for _, i := range rep.impls {
+			line = append(line, fmtLatency(r.p50[i], r.p99[i]))
+		}
+		t.rows = append(t.rows, line)
+	}
+	out = append(out, t)
+
+	// The physical limit, at the most callers.
+	t = &table{title: fmt.Sprintf("The physical limit: redis-cli --pipe sending the exact commands of the calls on one connection; how busy redis-server was meanwhile (its CPU time ÷ the wall time: well below 100%%, redis-cli reading the replies was the bound, not Redis) and the calls it served per second of its CPU time; each implementation's ops/s at %d callers ÷ the --pipe rate:", rep.most)}
+	t.col("op", false)
+	t.col("commands sent", false)
+	t.col("--pipe calls/s", true)
+	t.col("Redis CPU", true)
+	t.col("calls per Redis CPU s", true)
+	for _, i := range rep.impls {
+		t.col(i.String()+"÷pipe", true)
+	}
+	for _, r := range rep.rows {
+		if r.callers != rep.most {
+			continue
+		}
+		busy := "—"
+		if !math.IsNaN(r.pipeBusy) {
+			busy = fmt.Sprintf("%.0f%%", 100*r.pipeBusy)
+		}
+		line := []string{r.op, r.pipeCmd, fmtRate(r.pipe), busy, fmtRate(r.pipePerCPU)}
+		for _, i := range rep.impls {
+			line = append(line, fmtRatio(r.overPipe[i]))
+		}
+		t.rows = append(t.rows, line)
+	}
+	out = append(out, t)
+
+	// The unpipelined limit, at each number of callers.
+	t = &table{title: "The unpipelined limit: redis-benchmark -P 1 -c callers sending the command shape (what a client that waits for each reply on a connection can reach):"}
+	for _, h := range []string{"op", "callers", "shape", "limit ops/s", "store÷limit", "go-redis÷limit"} {
+		t.col(h, h != "op" && h != "shape")
+	}
+	for _, r := range rep.rows {
+		t.rows = append(t.rows, []string{r.op, fmt.Sprint(r.callers), r.shape, fmtRate(r.limP1), fmtRatio(r.storeLim), fmtRatio(r.grLim)})
+	}
+	out = append(out, t)
+
+	// Pipelining, as Redis saw it.
+	var counts []string
+	for _, c := range rep.callers {
+		counts = append(counts, fmt.Sprint(c))
+	}
+	t = &table{title: fmt.Sprintf("Calls per socket read at the server, at %s callers (1.0: each call arrived on its own; more: the client pipelined calls; Cluster: over all its masters):", strings.Join(counts, " / "))}
+	t.col("op", false)
+	for _, i := range rep.impls {
+		t.col(i.String(), true)
+	}
+	for i := 0; i < len(rep.rows); i += len(rep.callers) {
+		line := []string{rep.rows[i].op}
+		for _, who := range rep.impls {
+			var cells []string
+			for _, r := range rep.rows[i : i+len(rep.callers)] {
+				cells = append(cells, fmtPerRead(r.perRead[who]))
+			}
+			line = append(line, strings.Join(cells, " / "))
+		}
+		t.rows = append(t.rows, line)
+	}
+	return append(out, t)
 }
 
-const pipeliningTitle = "Calls per socket read at the server (1.0: each call arrived on its own; more: the client pipelined calls; Cluster: over all its masters), by implementation and callers:"
-
 func (rep *report) title() string {
+	what := "pikkuredis (Go"
 	if rep.cluster {
-		return "pikkuredis (Go, one Redis and a Redis Cluster) vs @pikku/redis " + rep.machine.pikkuRedis + " (TypeScript) vs redis-benchmark"
+		what += ", one Redis and a Redis Cluster"
 	}
-	return "pikkuredis (Go) vs @pikku/redis " + rep.machine.pikkuRedis + " (TypeScript) vs redis-benchmark"
+	return what + ") vs rueidis and go-redis vs @pikku/redis " + rep.machine.pikkuRedis + " (TypeScript) vs redis-cli --pipe and redis-benchmark"
 }
 
 func (rep *report) machineLines() []string {
 	m := rep.machine
 	lines := []string{
-		fmt.Sprintf("machine: %s, %d CPUs; Go %s; Node.js %s (ioredis %s, @pikku/redis %s); redis-server %s; %s",
-			m.cpu, m.nproc, m.goVersion, m.node, m.ioredis, m.pikkuRedis, m.redis, m.redisBenchmark),
+		"machine: " + m.oneLine(),
 		fmt.Sprintf("date: %s; median of %s; each cell %s after a warm-up", m.date, plural(m.runs, "run"), m.duration),
 	}
 	if m.cluster != "" {
@@ -230,14 +300,13 @@ func (rep *report) machineLines() []string {
 
 func (rep *report) notes() []string {
 	notes := []string{
-		"Go: pikkuredis with default options, one goroutine per caller. TS: @pikku/redis on Node.js, one async loop per caller on one ioredis client.",
+		"store: pikkuredis with default options, one goroutine per caller. rueidis, go-redis: the same calls written on those clients with their defaults (rueidis auto-pipelines concurrent calls; go-redis sends each call on a pooled connection of its own): the same keys, commands and arguments, the same Lua files by EVALSHA, the replies decoded into the same Go types. TS: @pikku/redis on Node.js, one async loop per caller on one ioredis client.",
 	}
 	if rep.cluster {
-		notes = append(notes, "Cluster: the same Go stores, default options, opened from the cluster's redis+cluster:// URL (auto-pipelined per master); its redis-server processes share this machine's CPUs with the client. Cluster/Go is its ops/s over Go's on the single server.")
+		notes = append(notes, "Cluster: the same Go stores, default options, opened from the cluster's redis+cluster:// URL (auto-pipelined per master); its redis-server processes share this machine's CPUs with the client. Cluster÷store is its ops/s over the store's on the single server.")
 	}
 	return append(notes,
-		"limit: redis-benchmark sending the command in \"limit shape\" with -c = callers, unpipelined (-P 1) and in 16-deep pipelines (-P 16).",
-		"Go/TS, Cluster/Go and Go/limit are medians of the per-run ratios. RemoveChannels: 1 channel of 10 subscriptions per call; @pikku/redis deletes the hash and subs set only and leaves the id in its topic sets, pikkuredis also removes it from every topic set.",
+		"Ratios are medians of the per-run ratios. RemoveChannels: 1 channel of 10 subscriptions per call; @pikku/redis deletes the hash and subs set only and leaves the id in its topic sets, the others also remove it from every topic set.",
 	)
 }
 
@@ -247,7 +316,7 @@ func (rep *report) bulkLine() string {
 	if b.pingP99 >= 5000 {
 		verdict = "NOT met"
 	}
-	return fmt.Sprintf("RemoveChannels of %s channels x %d subscriptions (Go, default options): %s channels/s; PING from another connection meanwhile (%.0f pings): p50 %.0f µs, p99 %.0f µs, max %.0f µs (worst run: p99 %.0f µs, max %.0f µs); target PING p99 < 5 ms: %s.",
+	return fmt.Sprintf("RemoveChannels of %s channels x %d subscriptions (store, default options): %s channels/s; PING from another connection meanwhile (%.0f pings): p50 %.0f µs, p99 %.0f µs, max %.0f µs (worst run: p99 %.0f µs, max %.0f µs); target PING p99 < 5 ms: %s.",
 		thousands(bulkChannels), bulkSubs, fmtRate(b.channelsPerSec), b.pings, b.pingP50, b.pingP99, b.pingMax, b.worstPingP99, b.worstPingMax, verdict)
 }
 
@@ -257,17 +326,17 @@ func (rep *report) writeText(w io.Writer) error {
 	for _, l := range rep.machineLines() {
 		fmt.Fprintln(bw, l)
 	}
-	fmt.Fprintln(bw)
-	h, rows, right := rep.table()
-	writeAligned(bw, h, rows, right)
-	fmt.Fprintln(bw)
-	for _, n := range rep.notes() {
-		fmt.Fprintln(bw, n)
+	for i, t := range rep.tables() {
+		fmt.Fprintln(bw)
+		fmt.Fprintln(bw, t.title)
+		writeAligned(bw, t.header, t.rows, t.right)
+		if i == 0 {
+			fmt.Fprintln(bw)
+			for _, n := range rep.notes() {
+				fmt.Fprintln(bw, n)
+			}
+		}
 	}
-	fmt.Fprintln(bw)
-	fmt.Fprintln(bw, pipeliningTitle)
-	h, rows, right = rep.pipeliningRows()
-	writeAligned(bw, h, rows, right)
 	if rep.bulk != nil {
 		fmt.Fprintln(bw)
 		fmt.Fprintln(bw, rep.bulkLine())
@@ -284,18 +353,16 @@ func (rep *report) writeMarkdown(w io.Writer) error {
 	for _, l := range rep.machineLines() {
 		fmt.Fprintf(bw, "%s  \n", l)
 	}
-	fmt.Fprintln(bw)
-	h, rows, right := rep.table()
-	writeMarkdownTable(bw, h, rows, right)
-	fmt.Fprintln(bw)
-	for _, n := range rep.notes() {
-		fmt.Fprintf(bw, "- %s\n", n)
+	for i, t := range rep.tables() {
+		fmt.Fprintf(bw, "\n%s\n\n", t.title)
+		writeMarkdownTable(bw, t.header, t.rows, t.right)
+		if i == 0 {
+			fmt.Fprintln(bw)
+			for _, n := range rep.notes() {
+				fmt.Fprintf(bw, "- %s\n", n)
+			}
+		}
 	}
-	fmt.Fprintln(bw)
-	fmt.Fprintln(bw, pipeliningTitle)
-	fmt.Fprintln(bw)
-	h, rows, right = rep.pipeliningRows()
-	writeMarkdownTable(bw, h, rows, right)
 	if rep.bulk != nil {
 		fmt.Fprintln(bw)
 		fmt.Fprintln(bw, rep.bulkLine())
@@ -377,6 +444,13 @@ func fmtRatio(v float64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.2f", v)
+}
+
+func fmtPerRead(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 func fmtLatency(p50, p99 float64) string {

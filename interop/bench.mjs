@@ -1,5 +1,5 @@
 // bench.mjs: the TypeScript side of pikkuredis's comparison runner
-// (compare/, `go run ./compare`). It drives the real @pikku/redis 0.12.3
+// (compare/, `go -C compare run .`). It drives the real @pikku/redis 0.12.3
 // stores the way a Node.js server does: N concurrent async loops sharing
 // ONE ioredis client, with ioredis's default options.
 //
@@ -11,7 +11,7 @@
 //
 //   {"cmd":"hello","url":"redis://...","prefix":"p","workload":{...}}
 //       -> versions; connects, and checks that both stores adopted the client
-//   {"cmd":"run","op":"subscribe","callers":16,"warmupMs":250,"durationMs":1000,"limit":0}
+//   {"cmd":"run","op":"subscribe","args":null,"callers":16,"warmupMs":250,"durationMs":1000,"limit":0}
 //       -> {"ops":n,"calls":c,"seconds":s,"opsPerSec":x,"p50us":a,"p99us":b}
 //
 // Answers are {"ok":true,"result":...} or {"ok":false,"error":"message"}.
@@ -59,7 +59,7 @@ async function hello(req) {
 }
 
 // The operations, keyed by the names the Go runner sends. k is the number
-// of the call within a run, shared by all loops.
+// of the call within a run, shared by all loops; a is the request's args.
 const ops = {
   addChannel: (k) =>
     channels.addChannel({ channelId: 'a' + (k % wl.addChannelIDs), channelName: 'chat', openingData: { room: 'lobby' } }),
@@ -67,48 +67,61 @@ const ops = {
   getChannelAndSession: (k) => channels.getChannelAndSession('c' + (k % wl.channels)),
   subscribe: (k) => hub.subscribe('t' + (k % wl.topics), 'c' + (k % wl.pairs)),
   unsubscribe: (k) => hub.unsubscribe('t' + (k % wl.topics), 'c' + (k % wl.pairs)),
-  getChannelIdsForTopic: async () => {
-    const ids = await hub.getChannelIdsForTopic(wl.bigTopic);
-    if (ids.length !== wl.bigTopicMembers) {
-      throw new Error(`topic ${wl.bigTopic} has ${ids.length} members, want ${wl.bigTopicMembers}`);
+  // a: {topic, members}, the topic's size, checked on every call.
+  getChannelIdsForTopic: async (k, a) => {
+    const ids = await hub.getChannelIdsForTopic(a.topic);
+    if (ids.length !== a.members) {
+      throw new Error(`topic ${a.topic} has ${ids.length} members, want ${a.members}`);
     }
   },
   removeChannels: (k) => channels.removeChannels(['r' + k]),
 };
 
 // run measures one operation: `callers` loops call it back to back, first
-// for warmupMs (not recorded), then for durationMs. Calls started inside
-// the measured window are recorded; throughput is recorded calls over the
+// for warmupMs and until every loop has completed a call (not recorded),
+// then for durationMs. Calls that end inside the measured window are
+// recorded, wherever they started; throughput is recorded calls over
+// durationMs, or, when the loops ran out of their `limit` calls, over the
 // time from the window's start to the last recorded call's end. The same
 // rules as measure.go, so that both sides count alike.
 async function run(req) {
   const op = ops[req.op];
   if (!op) throw new Error(`unknown op ${req.op}`);
   const limit = req.limit || 0;
-  const start = performance.now();
-  const mStart = start + req.warmupMs;
-  const mEnd = mStart + req.durationMs;
+  const warmEnd = performance.now() + req.warmupMs;
+  let mStart = null; // the window, once every loop has completed a call
+  let mEnd = null;
+  let firstDone = 0;
   const samples = [];
   let next = 0;
   let calls = 0; // warm-up included
-  let lastEnd = mStart;
+  let lastEnd = 0;
   let failed = null;
+  let ranOut = false;
 
   async function loop() {
+    let mine = 0;
     while (failed === null) {
       const k = next++;
-      if (limit > 0 && k >= limit) return;
+      if (limit > 0 && k >= limit) {
+        ranOut = true;
+        return;
+      }
       const t0 = performance.now();
-      if (t0 >= mEnd) return;
+      if (mEnd !== null && t0 >= mEnd) return;
       try {
-        await op(k);
+        await op(k, req.args);
       } catch (err) {
         failed ??= err;
         return;
       }
       const t1 = performance.now();
       calls++;
-      if (t0 >= mStart) {
+      if (++mine === 1 && ++firstDone === req.callers) {
+        mStart = Math.max(t1, warmEnd);
+        mEnd = mStart + req.durationMs;
+      }
+      if (mStart !== null && t1 >= mStart && t1 <= mEnd) {
         samples.push(t1 - t0);
         if (t1 > lastEnd) lastEnd = t1;
       }
@@ -116,11 +129,11 @@ async function run(req) {
   }
   await Promise.all(Array.from({ length: req.callers }, loop));
   if (failed !== null) throw new Error(`${req.op}: ${failed && failed.message ? failed.message : failed}`);
-  if (samples.length === 0) throw new Error(`${req.op}: no call was recorded (ran out of seeded data during the warm-up?)`);
+  if (samples.length === 0) throw new Error(`${req.op}: no call was recorded (ran out of seeded data during the warm-up, or one call outlasts the window?)`);
 
   const sorted = Float64Array.from(samples).sort();
   const pct = (q) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] * 1000; // ms -> µs
-  const seconds = (lastEnd - mStart) / 1000;
+  const seconds = ranOut ? (lastEnd - mStart) / 1000 : req.durationMs / 1000;
   return { ops: sorted.length, calls, seconds, opsPerSec: sorted.length / seconds, p50us: pct(0.5), p99us: pct(0.99) };
 }
 
