@@ -219,7 +219,7 @@ func (rep *report) tables() []*table {
 	out = append(out, t)
 
 	// The physical limit, at the most callers.
-	t = &table{title: fmt.Sprintf("The physical limit: redis-cli --pipe sending the exact commands of the calls on one connection; how busy redis-server was meanwhile (its CPU time ÷ the wall time: well below 100%%, redis-cli reading the replies was the bound, not Redis) and the calls it served per second of its CPU time; each implementation's ops/s at %d callers ÷ the --pipe rate:", rep.most)}
+	t = &table{title: fmt.Sprintf("The physical limit: redis-cli --pipe sending the exact commands of the calls on one connection; how busy redis-server was meanwhile (its CPU time ÷ the wall time: well below 100%%, something else set the rate: redis-cli reading the replies, or other processes on the CPUs) and the calls it served per second of its CPU time; each implementation's ops/s at %d callers ÷ the --pipe rate:", rep.most)}
 	t.col("op", false)
 	t.col("commands sent", false)
 	t.col("--pipe calls/s", true)
