@@ -109,11 +109,11 @@ func WithPoolSize(n int) Option {
 // reply that keeps coming but takes longer (a huge topic over a slow
 // link) is cut off too. It is a backstop for a stuck or vanished server
 // (a half-open TCP connection), not a per-call deadline: give each call a
-// context with a deadline for that. It sets the connections' redis.DialReadTimeout and
-// DialWriteTimeout (which WithDialOptions can override; but the
-// auto-pipelined connections, which read their replies with the store's
-// own reader unless under TLS, always read with this timeout), and it is also
-// the longest a call without a deadline waits out a server that answers
+// context with a deadline for that. It sets the connections'
+// redis.DialReadTimeout and DialWriteTimeout (which WithDialOptions can
+// override, except for the reads of the auto-pipelined connections the
+// store reads itself: all but those under TLS or from the caller's own
+// dial function), and it is also the longest a call without a deadline waits out a server that answers
 // LOADING, on every store, one over a caller's pool included. Values
 // below 1 keep the default.
 func WithIOTimeout(d time.Duration) Option {
@@ -155,8 +155,10 @@ func WithConnectTimeout(d time.Duration) Option {
 // idle check, the stall check, the handshake bounded by the context (see
 // DialURLContext) and, when auto-pipelined, the store's own reply reader
 // (redigo then reads their replies, with three allocations per element
-// of an array reply). A redis.DialReadTimeout here does not apply to the
-// auto-pipelined connections' reads: WithIOTimeout does.
+// of an array reply). A redis.DialReadTimeout here applies to the
+// connections redigo reads (pooled ones, TLS, the caller's own dial
+// function), not to the auto-pipelined connections the store reads
+// itself, which read with WithIOTimeout.
 func WithDialOptions(opts ...redis.DialOption) Option {
 	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
 }

@@ -51,6 +51,9 @@ type timing struct {
 // 0..limit-1 are made (RemoveChannels removes each seeded channel once);
 // a cell that runs out of them ends early, and its throughput is taken
 // over the time to the end of its last recorded call.
+// callTimeout bounds each measured call.
+const callTimeout = time.Minute
+
 func measure(ctx context.Context, callers int, tm timing, limit int, call func(ctx context.Context, k int) error) (result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -95,7 +98,14 @@ func measure(ctx context.Context, callers int, tm timing, limit int, call func(c
 				if w := window.Load(); w != nil && !t0.Before(w[1]) {
 					return
 				}
-				if err := call(ctx, k); err != nil {
+				// A call has a minute at most: a client that stops
+				// answering (rueidis once did, at 64 callers of a
+				// 100,000-id topic on a loaded machine) fails the cell
+				// instead of hanging the run.
+				cctx, ccancel := context.WithTimeout(ctx, callTimeout)
+				err := call(cctx, k)
+				ccancel()
+				if err != nil {
 					mu.Lock()
 					if failed == nil && !errors.Is(err, context.Canceled) {
 						failed = err
