@@ -372,7 +372,7 @@ func (ct *clusterTransport) viaPool(ctx context.Context, key string, hasKey bool
 			if ct.closed.Load() {
 				return nil, ErrClosed
 			}
-			return nil, fmt.Errorf("connect to redis: %w", oneLine(err))
+			return nil, dialFailed(oneLine(err))
 		}
 		return sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
 	})
@@ -426,7 +426,7 @@ func (ct *clusterTransport) ask(ctx context.Context, addr, cmd string, args []an
 	}
 	rc, err := ct.dialNode(addr)(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to redis: %w", err)
+		return nil, dialFailed(err)
 	}
 	defer rc.Close()
 	if err := rc.Send("ASKING"); err != nil {
@@ -481,7 +481,7 @@ func (ct *clusterTransport) refreshNow(ctx context.Context) error {
 			if ct.closed.Load() {
 				return ErrClosed
 			}
-			return fmt.Errorf("connect to redis: read the cluster's slot map: %w", oneLine(r.err))
+			return dialFailed(fmt.Errorf("read the cluster's slot map: %w", oneLine(r.err)))
 		}
 		return nil
 	case <-ctx.Done():
@@ -547,7 +547,7 @@ func (ct *clusterTransport) masters(ctx context.Context) ([]transport, error) {
 	}
 	addrs, err := ct.masterAddrs()
 	if err != nil {
-		return nil, fmt.Errorf("connect to redis: %w", err)
+		return nil, dialFailed(err)
 	}
 	out := make([]transport, len(addrs))
 	for i, a := range addrs {

@@ -14,9 +14,6 @@ import (
 	"github.com/pikkujs/pikkuredis/internal/redisurl"
 )
 
-// ErrClosed is returned by every call on a store after its Close.
-var ErrClosed = errors.New("pikkuredis: store is closed")
-
 // errNoPool is returned by a store made without a pool: a zero value, or
 // New*Store(nil).
 var errNoPool = errors.New("store has no pool: make it with NewChannelStore/NewEventHubStore/NewSessionStore(pool) or Open*Store(url)")
@@ -50,9 +47,10 @@ type conn struct {
 	closed atomic.Bool
 	done   chan struct{} // closed by close, for loops that wait between calls
 
-	// layoutErr is why the key layout cannot be used (layout.go), for
-	// every call to return; nil when it can.
-	layoutErr error
+	// badConfig is why the store's options cannot be used: the key
+	// layout (layout.go), or options for connections it does not dial
+	// (options.go); for every call to return; nil when they can.
+	badConfig error
 
 	// release frees what the dial of a store opened from a URL holds
 	// (its connections to Redis Sentinel); nil when nothing.
@@ -61,7 +59,7 @@ type conn struct {
 
 func newConn(t transport, cfg config) *conn {
 	c := &conn{t: t, keys: keys{prefix: cfg.prefix}, cfg: cfg, done: make(chan struct{})}
-	c.layoutErr = layoutError(cfg, isCluster(t))
+	c.badConfig = layoutError(cfg, isCluster(t))
 	return c
 }
 
@@ -69,13 +67,19 @@ func newConn(t transport, cfg config) *conn {
 // a conn whose calls fail with errNoPool.
 func connOver(pool Pool, opts []Option) *conn {
 	cfg := newConfig(opts)
+	var c *conn
 	switch p := pool.(type) {
 	case nil:
 		return newConn(nil, cfg)
 	case *redisc.Cluster:
-		return newConn(clusterOver(p, cfg), cfg)
+		c = newConn(clusterOver(p, cfg), cfg)
+	default:
+		c = newConn(newPoolTransport(pool, nil, nil), cfg)
 	}
-	return newConn(newPoolTransport(pool, nil, nil), cfg)
+	if c.badConfig == nil {
+		c.badConfig = dialOnlyError(cfg)
+	}
+	return c
 }
 
 // openConn is the conn of a store opened from a URL: auto-pipelined by
@@ -139,8 +143,8 @@ func (c *conn) usable() error {
 	if c == nil || c.t == nil {
 		return errNoPool
 	}
-	if c.layoutErr != nil {
-		return c.layoutErr
+	if c.badConfig != nil {
+		return c.badConfig
 	}
 	if c.closed.Load() {
 		return ErrClosed
@@ -190,7 +194,7 @@ func (c *conn) sendOn(t transport, ctx context.Context, cmd string, args []any) 
 	if isRedirect(err) && !isCluster(c.t) {
 		return nil, fmt.Errorf("%w (the server is a Redis Cluster node: open the store with a redis+cluster:// URL, or give it a *redisc.Cluster)", err)
 	}
-	return reply, describe(err)
+	return reply, connFault(ctx, describe(err))
 }
 
 // isRedirect says whether err is a cluster node's MOVED or ASK.
@@ -222,7 +226,7 @@ func (c *conn) eachMaster(ctx context.Context, fn func(do doFunc) error) error {
 	}
 	all, err := m.masters(ctx)
 	if err != nil {
-		return err
+		return connFault(ctx, err)
 	}
 	for _, t := range all {
 		err := fn(func(ctx context.Context, cmd string, args ...any) (any, error) {
@@ -311,6 +315,9 @@ func ctxErr(ctx context.Context, err error) error {
 	}
 	if errors.Is(err, cerr) {
 		return err
+	}
+	if errors.Is(err, ErrConnection) { // a dial that failed as ctx ended: both
+		return fmt.Errorf("%w (%w)", err, cerr)
 	}
 	return fmt.Errorf("%w (%v)", cerr, err)
 }

@@ -1,6 +1,8 @@
 package pikkuredis
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -16,9 +18,13 @@ const (
 	DefaultIOTimeout       = 10 * time.Second // WithIOTimeout
 )
 
-// Option configures a store. Options that shape the connection pool (pool
-// size, dial options) apply only to stores that own their pool, that is to
-// OpenChannelStore and OpenEventHubStore; a caller's pool is used as given.
+// Option configures a store. The options that shape the connections a
+// store dials itself (WithPipelineConns, WithoutAutoPipelining,
+// WithPoolSize, WithConnectTimeout, WithDialOptions) are for the stores
+// opened from a URL (Open*Store). A store over a caller's pool
+// (New*Store) uses the pool as given, so those options would change
+// nothing there: its Init and every call return ErrInvalidArgument naming
+// them, and nothing is sent.
 type Option func(*config)
 
 type config struct {
@@ -32,8 +38,17 @@ type config struct {
 	channelTTL      time.Duration // 0: no leases
 	sessionTTL      time.Duration // 0: sessions never expire
 	requireChannel  bool
-	shards          int    // WithShards as given: 0 or 1 standard, else checked by layoutError
-	shardKeys       []keys // the keys of each shard; nil in the standard layout (layout.go)
+	shards          int      // WithShards as given: 0 or 1 standard, else checked by layoutError
+	shardKeys       []keys   // the keys of each shard; nil in the standard layout (layout.go)
+	dialOnly        []string // the options given that shape only connections the store dials, by name
+}
+
+// dialOnly records that an option shaping only the connections a store
+// dials itself was given (see Option).
+func (c *config) dialOnlyOption(name string) {
+	if !slices.Contains(c.dialOnly, name) {
+		c.dialOnly = append(c.dialOnly, name)
+	}
 }
 
 func newConfig(opts []Option) config {
@@ -74,6 +89,7 @@ func WithKeyPrefix(prefix string) Option {
 // which makes it close the connection, costs no smaller call. Values below 1 keep the default.
 func WithPipelineConns(n int) Option {
 	return func(c *config) {
+		c.dialOnlyOption("WithPipelineConns")
 		if n > 0 {
 			c.pipelineConns = n
 		}
@@ -86,7 +102,10 @@ func WithPipelineConns(n int) Option {
 // It is slower under concurrency; it suits a Redis proxy that does not
 // accept pipelines, or a comparison.
 func WithoutAutoPipelining() Option {
-	return func(c *config) { c.pipelineConns = 0 }
+	return func(c *config) {
+		c.dialOnlyOption("WithoutAutoPipelining")
+		c.pipelineConns = 0
+	}
 }
 
 // WithPoolSize sets the most connections an owned pool opens at once
@@ -95,6 +114,7 @@ func WithoutAutoPipelining() Option {
 // Values below 1 keep the default.
 func WithPoolSize(n int) Option {
 	return func(c *config) {
+		c.dialOnlyOption("WithPoolSize")
 		if n > 0 {
 			c.poolSize = n
 		}
@@ -137,6 +157,7 @@ func WithIOTimeout(d time.Duration) Option {
 // default.
 func WithConnectTimeout(d time.Duration) Option {
 	return func(c *config) {
+		c.dialOnlyOption("WithConnectTimeout")
 		if d > 0 {
 			c.connectTimeout = d
 		}
@@ -160,7 +181,10 @@ func WithConnectTimeout(d time.Duration) Option {
 // function), not to the auto-pipelined connections the store reads
 // itself, which read with WithIOTimeout.
 func WithDialOptions(opts ...redis.DialOption) Option {
-	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
+	return func(c *config) {
+		c.dialOnlyOption("WithDialOptions")
+		c.dialOptions = append(c.dialOptions, opts...)
+	}
 }
 
 // WithChannelTTL gives every channel the ChannelStore adds a lease of d:
@@ -246,4 +270,15 @@ func WithRemoveChunkSize(n int) Option {
 // return ErrInvalidArgument and write nothing.
 func WithShards(n int) Option {
 	return func(c *config) { c.shards = n }
+}
+
+// dialOnlyError is why a store over a caller's pool cannot use cfg: it
+// was given options that shape only connections a store dials itself;
+// nil when it was not.
+func dialOnlyError(cfg config) error {
+	if len(cfg.dialOnly) == 0 {
+		return nil
+	}
+	return invalid("%s only shape the connections a store opened from a URL dials (Open*Store); over a caller's pool they would change nothing: set them on the pool (or the *redisc.Cluster) instead",
+		strings.Join(cfg.dialOnly, ", "))
 }

@@ -142,17 +142,23 @@ func (l *lane) do(ctx context.Context, cmd string, args []any) (any, error) {
 }
 
 // left is the error of a call whose caller left (ctx ended) before its
-// reply: ctx's, and, when the call was still waiting for a dial that says
-// what it waits on (the sentinels), that too.
+// reply: ctx's, and, when the call was still waiting for a dial, a
+// dial's error saying what the dial waits on (the TCP connect, a TLS
+// handshake, the sentinels), so that "context deadline exceeded" never
+// hides a server that does not answer the dial.
 func (l *lane) left(ctx context.Context, c *call) error {
 	err := ctx.Err()
 	l.mu.Lock()
 	dialing := l.redialing && slices.Contains(l.queue, c)
 	l.mu.Unlock()
-	if what := l.note.get(); dialing && what != "" {
-		return fmt.Errorf("connect to redis: %s: %w", what, err)
+	if !dialing {
+		return err
 	}
-	return err
+	what := l.note.get()
+	if what == "" {
+		what = "the dial under way has not finished"
+	}
+	return dialFailed(fmt.Errorf("%s: %w", what, err))
 }
 
 // flush writes the queue unless someone else is writing, and then again
@@ -327,7 +333,7 @@ func (l *lane) redial(old *laneConn) {
 	if l.closed {
 		err = ErrClosed
 	} else {
-		err = fmt.Errorf("connect to redis: %w", err)
+		err = dialFailed(err)
 	}
 	l.mu.Unlock()
 	l.wmu.Unlock()

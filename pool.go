@@ -142,6 +142,9 @@ func (p *poolTransport) do(ctx context.Context, cmd string, args []any) (any, er
 	}
 	defer rc.Close()
 	reply, err := do(ctx, rc, cmd, args...)
+	if err != nil && ctx.Err() == nil && !isReply(err) {
+		err = fmt.Errorf("redis connection lost: %w", err) // as the lanes say it
+	}
 	if retires(err) {
 		// redigo keeps a connection that got an error reply, and the
 		// pool would hand it to the next call: on the wrong server, or
@@ -241,8 +244,17 @@ func dialer(rawURL string, cfg config) (func(context.Context) (redis.Conn, error
 	// dialSock ends the whole dial (connect, TLS handshake, AUTH, SELECT)
 	// with ctx; bounded still returns at once when ctx ends, for a
 	// caller's own dial function, which may not.
+	// A caller who leaves mid-dial learns what the dial waited on.
 	return func(ctx context.Context) (redis.Conn, error) {
-		return bounded(ctx, func() (redis.Conn, error) { return dialSock(ctx, rawURL, cfg.connectTimeout, defaults, callers) })
+		note := noteOf(ctx)
+		if note == nil {
+			ctx, note = withDialNote(ctx)
+		}
+		rc, err := bounded(ctx, func() (redis.Conn, error) { return dialSock(ctx, rawURL, cfg.connectTimeout, defaults, callers) })
+		if what := note.get(); err != nil && err == ctx.Err() && what != "" {
+			err = fmt.Errorf("%s: %w", what, err)
+		}
+		return rc, err
 	}, nil
 }
 
@@ -264,7 +276,7 @@ func openPool(life context.Context, dial func(context.Context) (redis.Conn, erro
 				if life.Err() != nil {
 					return nil, ErrClosed
 				}
-				return nil, fmt.Errorf("connect to redis: %w", err)
+				return nil, dialFailed(err)
 			}
 			return rc, nil
 		},

@@ -509,9 +509,11 @@ func (d *sentinelDial) release() {
 type dialNoteKey struct{}
 
 // dialNote is what a dial under way waits on; "" when it says nothing.
+// A step of the dial inside another (the master's TCP connect within the
+// sentinels' dial) adds to what the outer one says.
 type dialNote struct {
 	mu   sync.Mutex
-	what string
+	what func() string // nil: nothing
 }
 
 // withDialNote returns ctx carrying a note that the dials given it fill.
@@ -520,19 +522,36 @@ func withDialNote(ctx context.Context) (context.Context, *dialNote) {
 	return context.WithValue(ctx, dialNoteKey{}, n), n
 }
 
-// noteDial says, in ctx's note if it has one, that the dial now waits on
-// what; the returned func clears it.
-func noteDial(ctx context.Context, what string) func() {
+// noteOf is ctx's note; nil when it has none.
+func noteOf(ctx context.Context) *dialNote {
 	n, _ := ctx.Value(dialNoteKey{}).(*dialNote)
+	return n
+}
+
+// noteDial says, in ctx's note if it has one, that the dial now waits on
+// what; the returned func puts back what the note said before.
+func noteDial(ctx context.Context, what string) func() {
+	return noteDialFunc(ctx, func() string { return what })
+}
+
+// noteDialFunc is noteDial with what said when it is asked, for a step
+// whose state changes while it waits (a TLS handshake answered or not).
+func noteDialFunc(ctx context.Context, what func() string) func() {
+	n := noteOf(ctx)
 	if n == nil {
 		return func() {}
 	}
 	n.mu.Lock()
+	outer := n.what
+	if outer != nil {
+		inner := what
+		what = func() string { return outer() + ": " + inner() }
+	}
 	n.what = what
 	n.mu.Unlock()
 	return func() {
 		n.mu.Lock()
-		n.what = ""
+		n.what = outer
 		n.mu.Unlock()
 	}
 }
@@ -543,6 +562,10 @@ func (n *dialNote) get() string {
 		return ""
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.what
+	what := n.what
+	n.mu.Unlock()
+	if what == nil {
+		return ""
+	}
+	return what()
 }

@@ -24,29 +24,6 @@ const (
 	fieldState       = "state"       // @pikku/redis 0.12.18
 )
 
-var (
-	// ErrChannelNotFound is returned (wrapped, naming the channel id) when
-	// a channel hash is missing or has no channelId field.
-	ErrChannelNotFound = errors.New("pikkuredis: channel not found")
-
-	// ErrInvalidArgument is returned (wrapped, saying what is wrong) for
-	// input the store refuses before writing anything: an empty channel id,
-	// topic or Pikku user id, or a value encoding/json cannot encode.
-	ErrInvalidArgument = errors.New("invalid argument")
-
-	// ErrWrongType is returned (wrapped; the text names the key, and for
-	// a script both types) when a key a call reads or writes holds
-	// another Redis type than the layout's: another program wrote a
-	// string where a topic set belongs, say. Redis never rolls a script
-	// back, so every script checks all the keys it will write before its
-	// first write: a call that returns ErrWrongType has written nothing,
-	// but for two that work in steps: RemoveChannels removes the channels
-	// before the one with the bad key (the error says how many), and
-	// SweepExpired removes the other expired channels and leaves the one
-	// with the bad key, lease included.
-	ErrWrongType = errors.New("pikkuredis: a key holds the wrong type")
-)
-
 // wrongTypeError is a WRONGTYPE reply that names its key: a script's,
 // which names it itself, or a plain command's, named by onKey. It is
 // ErrWrongType for errors.Is, and unwraps to Redis's reply too.

@@ -3,8 +3,10 @@ package pikkuredis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -180,22 +182,56 @@ func unwrapSock(rc redis.Conn) (redis.Conn, *sock) {
 // before the dial is over, which ends a TLS handshake redigo does not
 // bound by ctx. opts are the store's defaults and the caller's options;
 // the hook goes between them, so that a caller's own dial function wins.
+//
+// A dial that read nothing from the server (no TLS, no AUTH, no SELECT)
+// ends with a PING, so that a server that does not speak plaintext RESP
+// (a TLS port, which closes the connection at the first command) fails
+// the dial, "connect to redis: ...", and not the first call, "redis
+// connection lost". Any reply to it, an error included, will do. While it
+// runs, the dial says in ctx's note (sentinel.go) what it waits on.
 func dialSock(ctx context.Context, rawURL string, connectTimeout time.Duration, defaults, callers []redis.DialOption) (redis.Conn, error) {
 	var s *sock
+	var addr string
 	stop := func() bool { return true }
-	hook := redis.DialContextFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+	unnote := func() {}
+	defer func() {
+		// A dial its context cut short leaves its note, for the caller
+		// who left to read (dialer, lane.left).
+		if ctx.Err() == nil {
+			unnote()
+		}
+	}()
+	hook := redis.DialContextFunc(func(ctx context.Context, network, a string) (net.Conn, error) {
+		addr = a
+		undo := noteDial(ctx, "TCP connect to "+addr)
 		d := net.Dialer{Timeout: connectTimeout, KeepAlive: defaultKeepAlive}
 		nc, err := d.DialContext(ctx, network, addr)
+		undo()
 		if err != nil {
 			return nil, err
 		}
 		s = newSock(nc)
+		unnote = noteDialFunc(ctx, func() string { return s.waitsOn(addr) })
 		stop = context.AfterFunc(ctx, func() { nc.Close() })
 		return s, nil
 	})
 	opts := make([]redis.DialOption, 0, len(defaults)+1+len(callers))
 	opts = append(append(append(opts, defaults...), hook), callers...)
 	rc, err := redis.DialURLContext(ctx, rawURL, opts...)
+	if err == nil && s != nil && s.bytesRead() == 0 {
+		if _, perr := redis.DoContext(rc, ctx, "PING"); perr != nil {
+			if _, ok := perr.(redis.Error); !ok {
+				rc.Close()
+				rc = nil
+				var ne net.Error
+				if perr = ctxErr(ctx, perr); ctx.Err() != nil || (errors.As(perr, &ne) && ne.Timeout()) {
+					err = fmt.Errorf("no answer from %s to PING: %w", addr, perr)
+				} else {
+					err = fmt.Errorf("PING %s: %w (a server that expects TLS closes the connection at the first plaintext command: for it, use a rediss:// URL)", addr, perr)
+				}
+			}
+		}
+	}
 	if !stop() { // ctx ended during the dial: the socket is closed
 		if rc != nil {
 			rc.Close()
@@ -203,16 +239,37 @@ func dialSock(ctx context.Context, rawURL string, connectTimeout time.Duration, 
 		if err == nil {
 			err = ctx.Err()
 		}
-		return nil, ctxErr(ctx, err)
+		return nil, s.explain(addr, ctxErr(ctx, err))
 	}
 	if err != nil {
-		return nil, err
+		return nil, s.explain(addr, err)
 	}
 	if s == nil { // the caller's own dial function was used
 		return rc, nil
 	}
 	return &sockConn{Conn: rc, s: s}, nil
 }
+
+// waitsOn says what a dial on s to addr waits on, once connected.
+func (s *sock) waitsOn(addr string) string {
+	if s.first.Load() == tlsHandshake+1 && s.bytesRead() == 0 {
+		return "no answer from " + addr + " to the TLS handshake (a server without TLS never answers one: for it, use a redis:// URL)"
+	}
+	return "no answer from " + addr + " to the dial (TLS handshake, AUTH, SELECT, PING)"
+}
+
+// explain adds to the error of a dial on s to addr what the dial waited
+// on, when the server never answered it; nil s (no TCP connection, or the
+// caller's dial function) adds nothing.
+func (s *sock) explain(addr string, err error) error {
+	if s == nil || s.bytesRead() > 0 || strings.Contains(err.Error(), addr) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", s.waitsOn(addr), err)
+}
+
+// tlsHandshake is the first byte of a TLS record that starts a handshake.
+const tlsHandshake = 0x16
 
 // withCancelOf returns ctx, ended also when other ends.
 func withCancelOf(ctx, other context.Context) (context.Context, context.CancelFunc) {
