@@ -145,6 +145,35 @@ func ExampleNewTyped() {
 	// lobby u-42 true true
 }
 
+// Today's Pikku channel API, typed: the channel with its user id, and
+// its state as a Go value.
+func ExampleNewTypedState() {
+	ctx := context.Background()
+	store, _ := pikkuredis.OpenChannelStore(redisURL, pikkuredis.WithKeyPrefix(examplePrefix()))
+	defer store.Close()
+	type chatState struct {
+		Typing bool `json:"typing"`
+	}
+	chats := pikkuredis.NewTyped[chatOpening, chatSession](store)
+	states := pikkuredis.NewTypedState[chatState](store)
+
+	_ = chats.AddChannel(ctx, "ch-1", "chat", chatOpening{Room: "lobby"})
+	_ = chats.SetPikkuUserID(ctx, "ch-1", "u-42")
+	_ = states.Set(ctx, "ch-1", chatState{Typing: true})
+	ch, err := chats.GetChannel(ctx, "ch-1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, ok, err := states.Get(ctx, "ch-1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ch.OpeningData.Room, ch.PikkuUserID, ok, st.Typing)
+	_ = store.RemoveChannels(ctx, []string{"ch-1"})
+	// Output:
+	// lobby u-42 true true
+}
+
 // Today's Pikku channel API (@pikku/redis 0.12.18): a user id and a state
 // per channel, in the same hash as the rest of the channel.
 func ExampleChannelStore_GetChannel() {

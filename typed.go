@@ -90,6 +90,48 @@ func (t Typed[O, S]) GetChannelAndSession(ctx context.Context, channelID string)
 	return out, nil
 }
 
+// TypedChannelInfo is a channel of today's Pikku API decoded into Go
+// types: what Typed.GetChannel returns.
+type TypedChannelInfo[O any] struct {
+	ChannelID   string
+	ChannelName string
+	OpeningData O      // decoded from the stored JSON ({} when none was stored)
+	PikkuUserID string // "" when none
+	CreatedAt   time.Time
+}
+
+// GetChannel returns the channel with its opening data decoded and its
+// Pikku user id, as ChannelStore.GetChannel reads them. A missing channel
+// is ErrChannelNotFound; stored JSON that does not fit O is an error.
+func (t Typed[O, S]) GetChannel(ctx context.Context, channelID string) (TypedChannelInfo[O], error) {
+	if err := t.check(); err != nil {
+		return TypedChannelInfo[O]{}, err
+	}
+	raw, err := t.store.GetChannel(ctx, channelID)
+	if err != nil {
+		return TypedChannelInfo[O]{}, err
+	}
+	out := TypedChannelInfo[O]{
+		ChannelID:   raw.ChannelID,
+		ChannelName: raw.ChannelName,
+		PikkuUserID: raw.PikkuUserID,
+		CreatedAt:   raw.CreatedAt,
+	}
+	if err := json.Unmarshal(raw.OpeningData, &out.OpeningData); err != nil {
+		return TypedChannelInfo[O]{}, fmt.Errorf("pikkuredis: get channel: channel %s: decode opening data as %T: %w", channelID, out.OpeningData, err)
+	}
+	return out, nil
+}
+
+// SetPikkuUserID records which Pikku user a channel belongs to, as
+// ChannelStore.SetPikkuUserID does.
+func (t Typed[O, S]) SetPikkuUserID(ctx context.Context, channelID, userID string) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	return t.store.SetPikkuUserID(ctx, channelID, userID)
+}
+
 // TypedChannelWithSession is a channel of today's Pikku API decoded into
 // Go types, with its user's session: what Typed.GetChannelWithSession
 // returns.
@@ -188,4 +230,61 @@ func (t TypedSessionStore[S]) Clear(ctx context.Context, pikkuUserID string) err
 		return err
 	}
 	return t.store.Clear(ctx, pikkuUserID)
+}
+
+// TypedState is a view of a ChannelStore whose channel state (@pikku/redis
+// 0.12.18's setState/getState) has the Go type T, so that callers never
+// marshal or unmarshal by hand. The raw ChannelStore stays usable beside
+// it.
+type TypedState[T any] struct {
+	store *ChannelStore
+}
+
+// NewTypedState returns a typed view of the channel state of store.
+func NewTypedState[T any](store *ChannelStore) TypedState[T] {
+	return TypedState[T]{store: store}
+}
+
+func (t TypedState[T]) check() error {
+	if t.store == nil {
+		return errors.New("pikkuredis: TypedState has no store: make it with NewTypedState(store)")
+	}
+	return nil
+}
+
+// Set stores a channel's state, as ChannelStore.SetState does: encoded
+// as encoding/json encodes T. On a missing channel it returns
+// ErrChannelNotFound and writes nothing.
+func (t TypedState[T]) Set(ctx context.Context, channelID string, state T) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	return t.store.SetState(ctx, channelID, state)
+}
+
+// Get returns a channel's state decoded as T, and ok false (the zero T,
+// no error) when there is none, in the cases ChannelStore.GetState says
+// (no state, a stored null, no channel). Stored JSON that does not fit T
+// is an error, never a silent zero value.
+func (t TypedState[T]) Get(ctx context.Context, channelID string) (state T, ok bool, err error) {
+	if err := t.check(); err != nil {
+		return state, false, err
+	}
+	raw, ok, err := t.store.GetState(ctx, channelID)
+	if err != nil || !ok {
+		return state, false, err
+	}
+	if err := json.Unmarshal(raw, &state); err != nil {
+		var zero T
+		return zero, false, fmt.Errorf("pikkuredis: get state: channel %s: decode state as %T: %w", channelID, state, err)
+	}
+	return state, true, nil
+}
+
+// Clear deletes a channel's state, as ChannelStore.ClearState does.
+func (t TypedState[T]) Clear(ctx context.Context, channelID string) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	return t.store.ClearState(ctx, channelID)
 }
