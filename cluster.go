@@ -118,7 +118,7 @@ func clusterOver(c *redisc.Cluster, cfg config) *clusterTransport {
 func openCluster(rawURL string, cfg config) (*clusterTransport, error) {
 	u, err := redisurl.ParseCluster(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("pikkuredis: %w", err)
+		return nil, &urlError{err}
 	}
 	// The nodes' URLs are well formed (ParseCluster built them), so
 	// dialer fails on none; it is checked once here all the same.

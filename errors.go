@@ -104,6 +104,14 @@ type connError struct{ err error }
 func (e *connError) Error() string   { return e.err.Error() }
 func (e *connError) Unwrap() []error { return []error{ErrConnection, e.err} }
 
+// urlError is a URL refused before anything is dialled: it reads as
+// before ("pikkuredis: invalid redis URL ...") and matches
+// ErrInvalidArgument with errors.Is.
+type urlError struct{ err error }
+
+func (e *urlError) Error() string   { return "pikkuredis: " + e.err.Error() }
+func (e *urlError) Unwrap() []error { return []error{ErrInvalidArgument, e.err} }
+
 // dialError is a failed dial: it reads "connect to redis: ..." and
 // matches ErrConnection and its cause with errors.Is.
 type dialError struct{ err error }

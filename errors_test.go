@@ -268,3 +268,23 @@ func assertNoKeys(t *testing.T, prefix string) {
 	require.NoError(t, err)
 	assert.Empty(t, keys)
 }
+
+// A URL the store cannot use is ErrInvalidArgument, for every form, and
+// its error never shows the password.
+func TestBadURLIsInvalidArgument(t *testing.T) {
+	for _, url := range []string{
+		"http://localhost:6379",
+		"redis://:s3cret@localhost:6379/notadb",
+		"redis+cluster://:s3cret@localhost:6379/1",
+		"redis+sentinel://:s3cret@localhost:26379",
+	} {
+		t.Run(url, func(t *testing.T) {
+			_, err := pikkuredis.OpenChannelStore(url)
+			require.ErrorIs(t, err, pikkuredis.ErrInvalidArgument)
+			assert.NotContains(t, err.Error(), "s3cret")
+			assert.NotErrorIs(t, err, pikkuredis.ErrConnection)
+		})
+	}
+	_, err := pikkuredis.DialURLContext(context.Background(), "http://localhost:6379")
+	assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument)
+}

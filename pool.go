@@ -223,7 +223,7 @@ func do(ctx context.Context, rc redis.Conn, cmd string, args ...any) (any, error
 // would be dialled as a host or port. Its errors never show the password.
 func checkURL(rawURL string) error {
 	if err := redisurl.Check(rawURL); err != nil {
-		return fmt.Errorf("pikkuredis: %w", err)
+		return &urlError{err}
 	}
 	return nil
 }

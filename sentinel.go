@@ -89,7 +89,7 @@ type sentinelDial struct {
 func sentinelDialer(rawURL string, cfg config) (func(context.Context) (redis.Conn, error), func(), error) {
 	u, err := redisurl.ParseSentinel(rawURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pikkuredis: %w", err)
+		return nil, nil, &urlError{err}
 	}
 	callers := slices.Clip(append(slices.Clone(cfg.dialOptions),
 		redis.DialUsername(u.SentinelUsername),
