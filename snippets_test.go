@@ -172,8 +172,15 @@ func anchors(text string) map[string]bool {
 
 // TestDocsLinksResolve: every relative link of the README, docs/*.md,
 // compare/README.md and the CHANGELOG names a file or directory that
-// exists and, with a #fragment, a heading of that Markdown file.
+// exists and, with a #fragment, a heading of that Markdown file; and the
+// README links every page of docs/.
 func TestDocsLinksResolve(t *testing.T) {
+	pages, err := filepath.Glob("docs/*.md")
+	require.NoError(t, err)
+	readme := docText(t, "README.md")
+	for _, p := range pages {
+		assert.Contains(t, readme, "]("+filepath.ToSlash(p)+")", "the README links %s", p)
+	}
 	for _, f := range docFiles(t) {
 		text := docText(t, f)
 		fenced := false
