@@ -87,9 +87,6 @@ func TestDocsGoBlocksCompile(t *testing.T) {
 			t.Errorf("%s is not gofmt'd; gofmt gives:\n%s", b, formatted)
 		}
 	}
-	if testing.Short() {
-		t.Skip("-short: not compiling the documentation's Go blocks (go vet takes a few seconds)")
-	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command on PATH")
