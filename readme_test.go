@@ -15,11 +15,22 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The README promises things the tests keep true: the script contracts are
-// the scripts' own headers, the compatibility matrix is the interop cases,
-// and the snippets run.
+// The documentation promises things the tests keep true: the script
+// contracts of docs/scripts.md are the scripts' own headers, the
+// compatibility matrix of docs/layout.md is the interop cases, the
+// guarantees of docs/guarantees.md name tests that exist, and the snippets
+// run.
 
-var update = flag.Bool("update", false, "rewrite the README's generated script contracts from the script headers")
+var update = flag.Bool("update", false, "rewrite the generated script contracts of docs/scripts.md from the script headers")
+
+// Where each generated or checked part of the documentation lives.
+const (
+	scriptsDoc    = "docs/scripts.md"
+	layoutDoc     = "docs/layout.md"
+	guaranteesDoc = "docs/guarantees.md"
+	// connectionsDoc holds the ACL line (security_test.go).
+	connectionsDoc = "docs/connections.md"
+)
 
 const (
 	contractsBegin  = "<!-- BEGIN script contracts: generated from the script headers by `go test -run TestReadmeScriptContracts -update`; edit the headers, not this -->"
@@ -30,19 +41,12 @@ const (
 	guaranteesEnd   = "<!-- END guarantees -->"
 )
 
-func readme(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile("README.md")
-	require.NoError(t, err)
-	return string(b)
-}
-
-// between returns the text between two marker lines.
-func between(t *testing.T, text, begin, end string) string {
+// between returns the text between two marker lines of a file's text.
+func between(t *testing.T, file, text, begin, end string) string {
 	t.Helper()
 	i := strings.Index(text, begin+"\n")
 	j := strings.Index(text, "\n"+end)
-	require.True(t, i >= 0 && j > i, "README.md lacks the markers %q ... %q", begin, end)
+	require.True(t, i >= 0 && j > i, "%s lacks the markers %q ... %q", file, begin, end)
 	return text[i+len(begin)+1 : j+1]
 }
 
@@ -121,7 +125,7 @@ var keyPatternRE = regexp.MustCompile(`^(\{prefix\}:\S+)\s+(.*)$`)
 
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
-// renderContracts is the README's contract section, made from the headers.
+// renderContracts is docs/scripts.md's contract section, made from the headers.
 func renderContracts(hs []scriptHeader) string {
 	var b strings.Builder
 	for _, h := range hs {
@@ -189,25 +193,25 @@ func uniq(s []string) []string {
 	return out
 }
 
-// The README's KEYS/ARGV tables are the script headers: changing a
-// script's contract without the docs fails here.
+// The KEYS/ARGV tables of docs/scripts.md are the script headers:
+// changing a script's contract without the docs fails here.
 func TestReadmeScriptContracts(t *testing.T) {
-	text := readme(t)
+	text := docText(t, scriptsDoc)
 	want := renderContracts(scriptHeaders(t))
-	got := between(t, text, contractsBegin, contractsEnd)
+	got := between(t, scriptsDoc, text, contractsBegin, contractsEnd)
 	if *update && got != want {
 		text = strings.Replace(text, contractsBegin+"\n"+got, contractsBegin+"\n"+want, 1)
-		require.NoError(t, os.WriteFile("README.md", []byte(text), 0o644))
-		t.Log("README.md script contracts rewritten from the headers")
+		require.NoError(t, os.WriteFile(scriptsDoc, []byte(text), 0o644))
+		t.Log(scriptsDoc + " script contracts rewritten from the headers")
 		return
 	}
-	assert.Equal(t, want, got, "README.md's script contracts differ from the script headers; run go test -run TestReadmeScriptContracts -update")
+	assert.Equal(t, want, got, scriptsDoc+"'s script contracts differ from the script headers; run go test -run TestReadmeScriptContracts -update")
 }
 
 // Every test the Guarantees table names exists, so that no guarantee
 // outlives the test that backs it.
 func TestReadmeGuarantees(t *testing.T) {
-	table := between(t, readme(t), guaranteesBegin, guaranteesEnd)
+	table := between(t, guaranteesDoc, docText(t, guaranteesDoc), guaranteesBegin, guaranteesEnd)
 	names := regexp.MustCompile("`((?:Test|Fuzz|Example)[A-Za-z0-9_]+)`").FindAllStringSubmatch(table, -1)
 	require.Greater(t, len(names), 20)
 	files, err := filepath.Glob("*_test.go")
@@ -224,17 +228,17 @@ func TestReadmeGuarantees(t *testing.T) {
 		}
 	}
 	for _, m := range names {
-		assert.True(t, defined[m[1]], "the README's Guarantees name %s, which no test file defines", m[1])
+		assert.True(t, defined[m[1]], "the Guarantees of %s name %s, which no test file defines", guaranteesDoc, m[1])
 	}
 	for i, row := range strings.Split(strings.TrimSpace(table), "\n")[2:] {
 		assert.Regexp(t, "`(Test|Fuzz)", row, "guarantee row %d names no test", i+1)
 	}
 }
 
-// Every ✓ of the README's compatibility matrix is a case of
+// Every ✓ of the compatibility matrix (docs/layout.md) is a case of
 // TestInteropWithPikkuRedis and every case is a ✓.
 func TestReadmeCompatibilityMatrix(t *testing.T) {
-	table := between(t, readme(t), matrixBegin, matrixEnd)
+	table := between(t, layoutDoc, docText(t, layoutDoc), matrixBegin, matrixEnd)
 	columns := [][2]string{{"0.12.3", goToTS}, {"0.12.3", tsToGo}, {"0.12.18", goToTS}, {"0.12.18", tsToGo}}
 	claimed := map[string]bool{}
 	seenRows := map[string]bool{}
@@ -262,7 +266,7 @@ func TestReadmeCompatibilityMatrix(t *testing.T) {
 	for _, c := range interopCases() {
 		tested[c.op+" "+c.version+" "+c.dir] = true
 	}
-	assert.Equal(t, tested, claimed, "README matrix (✓ cells) against the interop cases")
+	assert.Equal(t, tested, claimed, layoutDoc+" matrix (✓ cells) against the interop cases")
 }
 
 // The snippets of "Using the scripts from other languages" run: every
@@ -308,7 +312,7 @@ func TestReadmeScriptSnippetsRun(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, keys, "the examples in order leave nothing")
 
-	text := readme(t)
+	text := docText(t, scriptsDoc)
 	t.Run("node", func(t *testing.T) {
 		node := needNode(t)
 		js := codeBlock(t, text, "js")
@@ -324,7 +328,7 @@ func TestReadmeScriptSnippetsRun(t *testing.T) {
 		cmd.Env = append(os.Environ(), "REDIS_URL="+srv.URL)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s", out)
-		assert.Equal(t, codeBlock(t, text, "text"), string(out), "the output the README shows")
+		assert.Equal(t, codeBlock(t, text, "text"), string(out), "the output "+scriptsDoc+" shows")
 		keys, err := redis.Strings(c.Do("KEYS", "*"))
 		require.NoError(t, err)
 		assert.Empty(t, keys, "the Node.js snippet cleans up after itself")
@@ -342,11 +346,11 @@ func TestReadmeScriptSnippetsRun(t *testing.T) {
 }
 
 // codeBlock returns the one fenced block of a language inside the
-// README's "Using the scripts from other languages" section.
+// "Using the scripts from other languages" section of docs/scripts.md.
 func codeBlock(t *testing.T, text, lang string) string {
 	t.Helper()
 	i := strings.Index(text, "## Using the scripts from other languages\n")
-	require.True(t, i >= 0, "README.md lacks the section")
+	require.True(t, i >= 0, scriptsDoc+" lacks the section")
 	section := text[i:]
 	if j := strings.Index(section[3:], "\n## "); j >= 0 {
 		section = section[:j+3]

@@ -283,17 +283,17 @@ func TestTLSServerNameIsTheURLHost(t *testing.T) {
 
 // --- ACL users ---
 
-// readmeACLLine returns the ACL SETUSER line of the README's "TLS and ACL
-// users" section, placeholders filled in, split into arguments.
+// readmeACLLine returns the ACL SETUSER line of the "TLS and ACL users"
+// section of docs/connections.md, placeholders filled in, split into arguments.
 func readmeACLLine(t *testing.T, user, password, prefix string) []string {
 	t.Helper()
-	text := readme(t)
+	text := docText(t, connectionsDoc)
 	i := strings.Index(text, "\n### TLS and ACL users\n")
-	require.GreaterOrEqual(t, i, 0, "README.md has a section \"### TLS and ACL users\"")
+	require.GreaterOrEqual(t, i, 0, "%s has a section \"### TLS and ACL users\"", connectionsDoc)
 	section, _, _ := strings.Cut(text[i+1:], "\n## ")
 	section, _, _ = strings.Cut(section[4:], "\n### ")
 	lines := regexp.MustCompile(`(?m)^ACL SETUSER .*$`).FindAllString(section, -1)
-	require.Len(t, lines, 1, "one ACL SETUSER line in the README section")
+	require.Len(t, lines, 1, "one ACL SETUSER line in the section of %s", connectionsDoc)
 	line := strings.NewReplacer("{user}", user, "{password}", password, "{prefix}", prefix).Replace(lines[0])
 	require.NotContains(t, line, "{", "every placeholder filled: %s", lines[0])
 	return strings.Fields(line)

@@ -35,7 +35,7 @@
 -- slower, the same result.
 --
 -- Example:
---   redis-cli --eval scripts/remove_channels.lua pikku:channel:c1 pikku:subs:c1 , pikku 0 c1
+--   redis-cli --eval scripts/remove_channels.lua pikku:channel:c1 pikku:subs:c1 , pikku 1000 c1
 local n = #ARGV - 2
 if n < 0 or #KEYS ~= 2 * n then
   return redis.error_reply('ERR remove_channels: expected 2 keys per channel id, got ' .. #KEYS .. ' keys for ' .. math.max(n, 0) .. ' ids')
