@@ -288,3 +288,15 @@ func TestBadURLIsInvalidArgument(t *testing.T) {
 	_, err := pikkuredis.DialURLContext(context.Background(), "http://localhost:6379")
 	assert.ErrorIs(t, err, pikkuredis.ErrInvalidArgument)
 }
+
+// DialURLContext, for a caller's pool, fails as a store's dial does.
+func TestDialURLContextSaysConnectToRedis(t *testing.T) {
+	srv, _ := tlsRedis(t)
+	_, err := pikkuredis.DialURLContext(ctxT(t), strings.Replace(srv.TLSURL, "rediss://", "redis://", 1))
+	require.ErrorIs(t, err, pikkuredis.ErrConnection)
+	assert.Contains(t, err.Error(), "connect to redis: PING ")
+	assert.Contains(t, err.Error(), "rediss://")
+	rc, err := pikkuredis.DialURLContext(ctxT(t), ownRedis(t).URL)
+	require.NoError(t, err)
+	rc.Close()
+}

@@ -283,7 +283,10 @@ func withCancelOf(ctx, other context.Context) (context.Context, context.CancelFu
 // options), for the DialContext of a caller's *redis.Pool, with what the
 // connections of a store opened from a URL get: the whole dial, TLS
 // handshake included, ends with ctx (redigo bounds only the TCP connect
-// by it), and CheckIdleConn can check the connection's socket instead of
+// by it), a dial that read nothing from the server ends with a PING (so
+// that a TLS port fails the dial, saying to use rediss://), its errors
+// read "connect to redis: ..." and match ErrConnection (but a URL it
+// cannot use, ErrInvalidArgument), and CheckIdleConn can check the connection's socket instead of
 // sending a PING. It dials the TCP connection itself, so the connect is
 // bounded by ctx and DefaultConnectTimeout, and redis.DialConnectTimeout
 // and redis.DialKeepAlive among opts have no effect (give ctx a deadline
@@ -301,7 +304,11 @@ func DialURLContext(ctx context.Context, rawURL string, opts ...redis.DialOption
 	if err := checkURL(rawURL); err != nil {
 		return nil, err
 	}
-	return dialSock(ctx, rawURL, DefaultConnectTimeout, nil, slices.Clip(opts))
+	rc, err := dialSock(ctx, rawURL, DefaultConnectTimeout, nil, slices.Clip(opts))
+	if err != nil {
+		return nil, dialFailed(err)
+	}
+	return rc, nil
 }
 
 // CheckIdleConn is a TestOnBorrowContext for a caller's *redis.Pool
