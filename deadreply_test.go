@@ -38,7 +38,11 @@ func TestMaxClientsRetiresTheConnection(t *testing.T) {
 
 			_, err = hs.Subscribe(ctx, "t", "c1")
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), "redis connection retired: ERR max number of clients reached")
+			// Said by the dial's PING (connect to redis: ...) or, where
+			// the dial sends nothing (a caller's pool of redigo's own
+			// dial), by the call's reply (redis connection retired: ...).
+			assert.ErrorIs(t, err, pikkuredis.ErrConnection)
+			assert.Regexp(t, `(connect to redis|redis connection retired): ERR max number of clients reached`, err.Error())
 			assert.NotContains(t, err.Error(), "script subscribe", "a full server is not the script's fault")
 			var reply redis.Error
 			assert.True(t, errors.As(err, &reply), "the reply itself is there for errors.As: %v", err)

@@ -2,6 +2,7 @@ package pikkuredis
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -163,14 +164,14 @@ func describe(err error) error {
 	return err
 }
 
-// isConnFault says whether err is a connection fault that describe or a
-// lane said as one, so that a script's name is not put before it.
+// isConnFault says whether err is a connection fault (conn.sendOn said
+// it as one: ErrConnection), so that a script's name is not put before it.
 func isConnFault(err error) bool {
 	switch err.(type) {
 	case *retiredError, *notRun, *notSent:
 		return true
 	}
-	return false
+	return errors.Is(err, ErrConnection)
 }
 
 // retire makes a pooled connection unusable, so that a redigo pool drops

@@ -220,7 +220,12 @@ func dialSock(ctx context.Context, rawURL string, connectTimeout time.Duration, 
 	rc, err := redis.DialURLContext(ctx, rawURL, opts...)
 	if err == nil && s != nil && s.bytesRead() == 0 {
 		if _, perr := redis.DoContext(rc, ctx, "PING"); perr != nil {
-			if _, ok := perr.(redis.Error); !ok {
+			if e, ok := perr.(redis.Error); ok && retires(e) {
+				// maxclients or protected mode's DENIED, sent as the
+				// connection was accepted, which Redis then closes.
+				rc.Close()
+				rc, err = nil, e
+			} else if !ok {
 				rc.Close()
 				rc = nil
 				var ne net.Error
