@@ -46,7 +46,8 @@
 // # Errors
 //
 // Every error names the operation ("pikkuredis: subscribe: ...") and
-// matches, with errors.Is, at most one of:
+// matches, with errors.Is, one of these (only a dial cut short by the
+// caller's context matches two):
 //   - ErrInvalidArgument: the input, or the store's options, were
 //     refused before anything was sent; nothing was written.
 //   - ErrChannelNotFound, ErrWrongType, ErrEvictionPolicy: Redis's state
@@ -54,8 +55,8 @@
 //     errors.As as a redis.Error (github.com/gomodule/redigo/redis).
 //   - ErrConnection: the connection failed (the dial, "connect to redis:
 //     ...", a connection lost before the reply, an I/O timeout, a retired
-//     connection). The call may have run; each operation is safe to call
-//     again (its doc says what a second call returns).
+//     connection). The call may have run; every operation is safe to call
+//     again (ErrConnection's doc says what a second call returns).
 //   - context.Canceled, context.DeadlineExceeded: the caller's context
 //     ended; as with ErrConnection, the call may have run. A context that
 //     ended while the call waited for a dial is ErrConnection too.

@@ -300,3 +300,18 @@ func TestDialURLContextSaysConnectToRedis(t *testing.T) {
 	require.NoError(t, err)
 	rc.Close()
 }
+
+// A caller's pool dials with the caller's code; its failure reads as the
+// store's own dials do.
+func TestCallersPoolDialFailureSaysConnectToRedis(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	pool := &redis.Pool{Dial: func() (redis.Conn, error) { return redis.Dial("tcp", addr) }}
+	defer pool.Close()
+	hs := pikkuredis.NewEventHubStore(pool)
+	_, err = hs.Subscribe(ctxT(t), "news", "c1")
+	require.ErrorIs(t, err, pikkuredis.ErrConnection)
+	assert.Contains(t, err.Error(), "connect to redis: dial tcp "+addr)
+}

@@ -2,6 +2,7 @@ package pikkuredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -68,7 +69,12 @@ func (p *poolTransport) get(ctx context.Context) (redis.Conn, error) {
 		if p.closed.Load() { // Close ran while we waited: say so, not "closed pool"
 			return nil, ErrClosed
 		}
-		return nil, ctxErr(ctx, err)
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil, err // the wait for a free connection ended
+		}
+		// A caller's pool dials with the caller's code: its failure is
+		// said as the store's own dials say theirs.
+		return nil, ctxErr(ctx, dialFailed(err))
 	}
 	return rc, nil
 }
