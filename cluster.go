@@ -545,8 +545,13 @@ func (ct *clusterTransport) masters(ctx context.Context) ([]transport, error) {
 		}
 		return out, nil
 	}
-	addrs, err := ct.masterAddrs()
+	// redisc lists the masters with a connection to each, which may
+	// need a dial: bounded by ctx as every call is.
+	addrs, err := untilDone(ctx, ct.masterAddrs, nil)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil, err
+		}
 		return nil, dialFailed(err)
 	}
 	out := make([]transport, len(addrs))
