@@ -12,6 +12,7 @@ import (
 	mathrand "math/rand"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"sort"
@@ -110,6 +111,18 @@ func runShort(m *testing.M) int {
 func needRedis(t testing.TB) {
 	t.Helper()
 	pikkuredis.SkipShort(t, "Redis")
+}
+
+// needTool returns the path of a command a test runs, or fails the test
+// saying what it is for and how to install it: a skip would print ok for
+// a test that never ran.
+func needTool(t testing.TB, name, why, install string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s: %s is not on PATH: install it (%s)", why, name, install)
+	}
+	return path
 }
 
 // findRedis returns REDIS_URL when set; else starts a container when a

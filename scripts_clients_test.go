@@ -37,11 +37,7 @@ type scriptClient struct {
 func needRedisCLI(t testing.TB) string {
 	t.Helper()
 	needRedis(t)
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		t.Fatal("these tests run the scripts with redis-cli --eval, and redis-cli is not on PATH: install it (apt-get install redis-tools)")
-	}
-	return cli
+	return needTool(t, "redis-cli", "these tests run the scripts with redis-cli", "apt-get install redis-tools")
 }
 
 func redisCLIClient(t *testing.T) scriptClient {
