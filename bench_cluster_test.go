@@ -104,12 +104,13 @@ type mixEnv struct {
 // started on first use.
 func (e *mixEnv) replicated(b *testing.B) string {
 	b.Helper()
+	needRedis(b)
 	if e.master != nil {
 		return e.master.URL
 	}
 	m, err := redisserver.Start()
 	if err != nil {
-		skipOrFail(b, err)
+		failStart(b, err)
 	}
 	e.master = m
 	_, port, _ := net.SplitHostPort(m.Addr)

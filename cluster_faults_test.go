@@ -125,9 +125,7 @@ func (l *clusterLoad) window() (lastErr, firstOK time.Time) {
 // within 10 s of the promotion every call succeeds again through the same
 // store objects, with both index directions in agreement afterwards.
 func TestClusterFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster and fails a master over")
-	}
+	needRedis(t) // starts a cluster and fails a master over
 	for _, how := range []string{"SIGKILL", "SIGSTOP"} {
 		for _, mode := range []string{"auto-pipelined", "pooled"} {
 			t.Run(how+"/"+mode, func(t *testing.T) { testClusterFailover(t, how, mode) })
@@ -196,9 +194,7 @@ func testClusterFailover(t *testing.T, how, mode string) {
 // the slot is split and MOVED once it has gone, and no acknowledged write
 // is lost.
 func TestClusterResharding(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster and moves a slot")
-	}
+	needRedis(t) // starts a cluster and moves a slot
 	for _, mode := range []string{"auto-pipelined", "pooled", "caller's cluster"} {
 		t.Run(mode, func(t *testing.T) { testClusterResharding(t, mode) })
 	}

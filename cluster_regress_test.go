@@ -43,9 +43,7 @@ func modeStores(t *testing.T, cl *redisserver.Cluster, url, mode string, opts ..
 }
 
 func TestClusterCancelWithoutDeadlineOnHungMaster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	needRedis(t) // starts a cluster
 	cl := ownCluster(t)
 	for _, mode := range clusterModes {
 		t.Run(mode, func(t *testing.T) {
@@ -85,9 +83,7 @@ func TestClusterCancelWithoutDeadlineOnHungMaster(t *testing.T) {
 }
 
 func TestClusterFreshStoreFindsEveryMaster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	needRedis(t) // starts a cluster
 	cl := ownCluster(t)
 	ms, err := cl.Masters()
 	require.NoError(t, err)
@@ -166,9 +162,7 @@ func TestClusterFreshStoreFindsEveryMaster(t *testing.T) {
 }
 
 func TestClusterPooledWaitEndsWithTheCall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	needRedis(t) // starts a cluster
 	cl := ownCluster(t)
 	prefix := "{sp}"
 	cs, hs := openBoth(t, cl.URL(), pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithoutAutoPipelining(), pikkuredis.WithPoolSize(4))
@@ -251,9 +245,7 @@ func TestClusterPooledWaitEndsWithTheCall(t *testing.T) {
 }
 
 func TestClusterPerMasterCallsAfterFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	needRedis(t) // starts a cluster
 	for _, mode := range clusterModes {
 		t.Run(mode, func(t *testing.T) {
 			cl := ownCluster(t)

@@ -111,9 +111,10 @@ var shared struct {
 // their own (ownCluster). It is stopped when the tests end.
 func sharedCluster(t testing.TB) *redisserver.Cluster {
 	t.Helper()
+	needRedis(t)
 	shared.once.Do(func() { shared.cluster, shared.err = redisserver.StartCluster(redisserver.ClusterConfig{}) })
 	if shared.err != nil {
-		skipOrFail(t, shared.err)
+		failStart(t, shared.err)
 	}
 	return shared.cluster
 }
@@ -128,20 +129,23 @@ func stopShared() {
 // ownCluster starts a cluster for one test, stopped when it ends.
 func ownCluster(t testing.TB) *redisserver.Cluster {
 	t.Helper()
+	needRedis(t)
 	c, err := redisserver.StartCluster(redisserver.ClusterConfig{})
 	if err != nil {
-		skipOrFail(t, err)
+		failStart(t, err)
 	}
 	t.Cleanup(c.Close)
 	return c
 }
 
-func skipOrFail(t testing.TB, err error) {
+// failStart fails a test whose servers (a cluster, a replica) did not
+// start; without redis-server or redis-cli it says how to install them.
+func failStart(t testing.TB, err error) {
 	t.Helper()
-	if errors.Is(err, redisserver.ErrNotInstalled) && os.Getenv("CI") != "true" {
-		t.Skipf("needs redis-server and redis-cli: %v", err)
+	if errors.Is(err, redisserver.ErrNotInstalled) {
+		t.Fatalf("this test starts Redis servers of its own, and needs redis-server and redis-cli on PATH (apt-get install redis-server redis-tools): %v", err)
 	}
-	t.Fatalf("start a redis cluster: %v", err)
+	t.Fatalf("start redis servers: %v", err)
 }
 
 // callersCluster is a caller's own *redisc.Cluster over the cluster of
@@ -178,9 +182,7 @@ func TestClusterSuites(t *testing.T) {
 	if onCluster() {
 		t.Skip("already on the cluster")
 	}
-	if testing.Short() {
-		t.Skip("starts a cluster and runs the suites again on it")
-	}
+	needRedis(t) // starts a cluster and runs the suites again on it
 	cl := sharedCluster(t)
 	for _, layout := range []string{"standard", "sharded"} {
 		t.Run(layout, func(t *testing.T) {
@@ -249,9 +251,7 @@ func clusterBackends(t *testing.T) map[string]func(opts ...pikkuredis.Option) (*
 // Init loads every script on every master, and a master that lost them
 // (SCRIPT FLUSH, as a node that never saw them) runs them anyway.
 func TestClusterScriptsOnEveryMaster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	needRedis(t) // starts a cluster
 	cl := sharedCluster(t)
 	masters, err := cl.Masters()
 	require.NoError(t, err)
@@ -316,9 +316,7 @@ func TestClusterURLErrors(t *testing.T) {
 // Close closes what a store built from a cluster URL, and never a
 // caller's cluster; calls after Close are ErrClosed.
 func TestClusterClose(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	needRedis(t) // starts a cluster
 	cl := sharedCluster(t)
 	ctx := ctxT(t)
 	rc := callersCluster(t, cl.URL())
@@ -504,9 +502,7 @@ func (c *clusterConn) scanKeys(t testing.TB, prefix string) []string {
 // each in the sharded layout and counts the store's keys on each master:
 // each holds between 25% and 42% of them.
 func TestClusterShardedBalance(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	needRedis(t) // starts a cluster
 	cl := sharedCluster(t)
 	prefix := newPrefix(t)
 	cs, hs := openBoth(t, cl.URL(), pikkuredis.WithKeyPrefix(prefix), pikkuredis.WithShards(16))
@@ -566,9 +562,7 @@ func TestClusterShardedBalance(t *testing.T) {
 // sharded is refused, by Init and every call, with nothing written; a
 // hash-tag prefix, or WithShards with a plain one, is taken.
 func TestClusterRefusesAPrefixThatIsNotAHashTag(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	needRedis(t) // starts a cluster
 	ctx := ctxT(t)
 	for name, open := range clusterBackends(t) {
 		for _, prefix := range []string{"pikku", "pik{}ku", "pikku}{x"} {
@@ -602,9 +596,7 @@ func TestClusterRefusesAPrefixThatIsNotAHashTag(t *testing.T) {
 // A store opened with redis:// on one node of a cluster says, when a
 // node redirects a call, that it should be opened as a cluster.
 func TestClusterNodeOpenedAsOneServerSaysSo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	needRedis(t) // starts a cluster
 	cl := sharedCluster(t)
 	masters, err := cl.Masters()
 	require.NoError(t, err)

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	mathrand "math/rand"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"sort"
@@ -29,6 +31,7 @@ import (
 	"github.com/pikkujs/pikkuredis"
 	"github.com/pikkujs/pikkuredis/internal/redisserver"
 	"github.com/pikkujs/pikkuredis/internal/redisurl"
+	"github.com/pikkujs/pikkuredis/internal/testnote"
 )
 
 // redisURL is the Redis every integration test, example and benchmark
@@ -45,24 +48,36 @@ var rawURL string
 // internalTestURLEnv carries redisURL to the internal tests.
 const internalTestURLEnv = "PIKKUREDIS_INTERNAL_TEST_URL"
 
-const howToProvideRedis = "set REDIS_URL=redis://host:port, run a Docker daemon, or install redis-server (apt-get install redis-server)"
+// howToProvideRedis ends the failure of a run that found no Redis: every
+// way to give the tests one, and the way to run without.
+const howToProvideRedis = `To provide one, any of:
+  - install redis-server (apt-get install redis-server; brew install redis): the tests start their own on a free port;
+  - run a Docker daemon: the tests start a redis:7 container;
+  - set REDIS_URL=redis://host:port (the tests use only keys under their own random prefixes and never flush it).
+To run only the tests that need neither Redis nor Node.js: go test -short ./...`
+
+// shortRun is the -test.run of a -short run that gave none: the tests
+// and fuzz targets' seeds, without the runnable examples, whose // Output:
+// needs Redis and which cannot skip.
+const shortRun = "^(Test|Fuzz)"
 
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
 
 func runTests(m *testing.M) int {
+	flag.Parse() // for testing.Short
+	if testing.Short() {
+		return runShort(m)
+	}
 	if onCluster() {
 		return runOnCluster(m)
 	}
 	url, how, stop, err := findRedis()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintf(os.Stderr, "FAIL: no Redis for the tests: %v\n%s\n", err, howToProvideRedis)
-			return 1
-		}
-		fmt.Fprintf(os.Stderr, "SKIP: every test of this package needs a real Redis and none was found: %v\nTo run them, %s.\n", err, howToProvideRedis)
-		return 0
+		// Never a skip: a run that tested nothing must not print ok.
+		fmt.Fprintf(os.Stderr, "FAIL: the pikkuredis tests need a real Redis and found none: %v\n%s\n", err, howToProvideRedis)
+		return 1
 	}
 	defer stop()
 	defer stopShared()
@@ -72,6 +87,42 @@ func runTests(m *testing.M) int {
 	os.Setenv(internalTestURLEnv, url)
 	fmt.Fprintf(os.Stderr, "pikkuredis tests: Redis from %s\n", how)
 	return m.Run()
+}
+
+// runShort runs the tests without looking for Redis: each test that needs
+// it, or Node.js, skips (needRedis, needNode), and the run says how many
+// did, where go test ./... shows it although the package passes
+// (testnote).
+func runShort(m *testing.M) int {
+	examples := ""
+	if run := flag.Lookup("test.run"); run.Value.String() == "" {
+		if err := run.Value.Set(shortRun); err != nil {
+			panic(err)
+		}
+		examples = "; the runnable examples need Redis too and were not run"
+	}
+	code := m.Run()
+	testnote.Print(fmt.Sprintf("pikkuredis tests: -short: ran only the tests that need neither Redis nor Node.js; %d need them and were skipped%s",
+		pikkuredis.ShortSkipped(), examples))
+	return code
+}
+
+// needRedis skips t under -short, where TestMain found no Redis.
+func needRedis(t testing.TB) {
+	t.Helper()
+	pikkuredis.SkipShort(t, "Redis")
+}
+
+// needTool returns the path of a command a test runs, or fails the test
+// saying what it is for and how to install it: a skip would print ok for
+// a test that never ran.
+func needTool(t testing.TB, name, why, install string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s: %s is not on PATH: install it (%s)", why, name, install)
+	}
+	return path
 }
 
 // findRedis returns REDIS_URL when set; else starts a container when a
@@ -87,12 +138,13 @@ func findRedis() (url, how string, stop func(), err error) {
 		}
 		return u, "REDIS_URL", func() {}, nil
 	}
-	if url, stop, err := startDocker(); err == nil {
+	url, stop, dockerErr := startDocker()
+	if dockerErr == nil {
 		return url, "a Docker container (dockertest)", stop, nil
 	}
 	srv, err := redisserver.Start()
 	if err != nil {
-		return "", "", nil, err
+		return "", "", nil, fmt.Errorf("REDIS_URL is not set; Docker: %v; %w", dockerErr, err)
 	}
 	return srv.URL, "redis-server on " + srv.Addr + " (started by the tests)", srv.Stop, nil
 }
@@ -136,6 +188,7 @@ func pingURL(url string) error {
 // test's keys (only those) when it ends.
 func newPrefix(t testing.TB) string {
 	t.Helper()
+	needRedis(t)
 	b := make([]byte, 6)
 	rand.Read(b)
 	prefix := testPrefixStem + hex.EncodeToString(b)
@@ -152,6 +205,7 @@ func newPrefix(t testing.TB) string {
 // dialRaw opens a plain redigo connection to check what the store wrote.
 func dialRaw(t testing.TB) redis.Conn {
 	t.Helper()
+	needRedis(t)
 	c, err := dialRawErr()
 	if err != nil {
 		t.Fatalf("dial %s: %v", redisurl.Redact(rawURL), err)
@@ -171,6 +225,7 @@ func dialRawErr() (redis.Conn, error) {
 
 func dialURL(t testing.TB, url string) redis.Conn {
 	t.Helper()
+	needRedis(t)
 	c, err := redis.DialURL(url, redis.DialReadTimeout(10*time.Second))
 	if err != nil {
 		t.Fatalf("dial %s: %v", redisurl.Redact(url), err)
@@ -219,6 +274,7 @@ func callersPool(t testing.TB) pikkuredis.Pool {
 
 func poolFor(t testing.TB, url string) *redis.Pool {
 	t.Helper()
+	needRedis(t)
 	p := &redis.Pool{
 		MaxActive: 64, MaxIdle: 64, Wait: true,
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
@@ -274,14 +330,16 @@ func ownRedis(t testing.TB, extra ...string) *redisserver.Server {
 	return ownServer(t, func() (*redisserver.Server, error) { return redisserver.Start(extra...) })
 }
 
-// ownServer runs start, stops the server when the test ends, and skips
-// the test when redis-server is not installed (fails it under CI=true).
+// ownServer runs start and stops the server when the test ends. It skips
+// the test under -short, and fails it when redis-server is not installed:
+// REDIS_URL or Docker cannot stand in for a server of the test's own.
 func ownServer(t testing.TB, start func() (*redisserver.Server, error)) *redisserver.Server {
 	t.Helper()
+	needRedis(t)
 	srv, err := start()
 	if err != nil {
-		if errors.Is(err, redisserver.ErrNotInstalled) && os.Getenv("CI") != "true" {
-			t.Skipf("needs a redis-server of its own: %v", err)
+		if errors.Is(err, redisserver.ErrNotInstalled) {
+			t.Fatalf("this test starts a redis-server of its own: %v", err)
 		}
 		t.Fatalf("start redis-server: %v", err)
 	}

@@ -11,42 +11,67 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pikkujs/pikkuredis"
 )
 
 // The interop tests drive the real @pikku/redis (and ioredis) through
 // interop/driver.mjs. The packages come from interop/package-lock.json:
 // .ci/run installs them with `npm ci`, and so do the tests themselves when
 // interop/node_modules is missing, so that `go test ./...` alone runs
-// everything. Without Node.js, or when npm cannot install, the interop tests
-// skip saying why; under CI=true they fail.
+// everything. Without Node.js 20 or newer, or when npm cannot install, the
+// interop tests fail saying how to provide it (a run that skipped them
+// would print ok); under -short they skip, as every test that needs more
+// than Go does.
 
 const interopDir = "interop"
 
 var (
 	interopOnce sync.Once
+	interopNode string
 	interopErr  error
 )
 
+// howToProvideNode ends the failure of an interop test without Node.js.
+const howToProvideNode = "install Node.js 20 or newer with npm (https://nodejs.org; apt-get install nodejs npm where the distribution's is 20+), " +
+	"then run the tests again: they run `npm ci` in interop/ themselves. " +
+	"To run only the tests that need neither Redis nor Node.js: go test -short ./..."
+
 // needNode returns the node binary, installing the interop packages first
-// if needed, or skips (fails under CI=true).
+// if needed. It skips under -short, and fails when Node.js 20+ or the
+// packages are missing.
 func needNode(t testing.TB) string {
 	t.Helper()
+	pikkuredis.SkipShort(t, "Node.js")
+	interopOnce.Do(func() { interopNode, interopErr = findNode() })
+	if interopErr != nil {
+		t.Fatalf("the interop tests run @pikku/redis on Node.js: %v\nTo provide it, %s", interopErr, howToProvideNode)
+	}
+	return interopNode
+}
+
+// findNode returns node from PATH once it has checked its version and
+// installed the interop packages.
+func findNode() (string, error) {
 	node, err := exec.LookPath("node")
-	if err == nil {
-		interopOnce.Do(func() { interopErr = installInterop() })
-		err = interopErr
-	}
 	if err != nil {
-		msg := fmt.Sprintf("interop tests need Node.js 20+ and `npm ci` in interop/: %v", err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		return "", errors.New("node is not on PATH")
 	}
-	return node
+	out, err := exec.Command(node, "-p", "process.versions.node").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s -p process.versions.node: %w", node, err)
+	}
+	version := strings.TrimSpace(string(out))
+	major, _, _ := strings.Cut(version, ".")
+	if n, err := strconv.Atoi(major); err != nil || n < 20 {
+		return "", fmt.Errorf("%s is Node.js %s; the interop packages need 20 or newer", node, version)
+	}
+	return node, installInterop()
 }
 
 // installInterop runs `npm ci` in interop/ unless node_modules already
@@ -65,8 +90,8 @@ func installInterop() error {
 	if err != nil {
 		return fmt.Errorf("npm is not on PATH")
 	}
-	// Bounded, so that a network that does not answer skips (or fails)
-	// the interop tests instead of hanging the whole run.
+	// Bounded, so that a network that does not answer fails the interop
+	// tests instead of hanging the whole run.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, npm, "ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error")

@@ -19,9 +19,10 @@ import (
 )
 
 func internalURL(t *testing.T) string {
+	SkipShort(t, "Redis")
 	u := os.Getenv("PIKKUREDIS_INTERNAL_TEST_URL")
 	if u == "" {
-		t.Skip("no test Redis (TestMain sets PIKKUREDIS_INTERNAL_TEST_URL)")
+		t.Fatal("no test Redis: TestMain (integration_test.go) sets PIKKUREDIS_INTERNAL_TEST_URL or fails the run")
 	}
 	return u
 }

@@ -3,7 +3,6 @@ package pikkuredis_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -33,18 +32,12 @@ type scriptClient struct {
 	run  func(t *testing.T, script string, keys, args []string) string
 }
 
-// needRedisCLI returns redis-cli, or skips (fails under CI=true).
+// needRedisCLI returns redis-cli; it skips under -short (the calls need
+// Redis) and fails when redis-cli is not installed.
 func needRedisCLI(t testing.TB) string {
 	t.Helper()
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		msg := "redis-cli is not on PATH (apt-get install redis-tools)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return cli
+	needRedis(t)
+	return needTool(t, "redis-cli", "these tests run the scripts with redis-cli", "apt-get install redis-tools")
 }
 
 func redisCLIClient(t *testing.T) scriptClient {

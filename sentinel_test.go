@@ -61,7 +61,7 @@ func sentinelSet(t *testing.T) *sentinelSetup {
 }
 
 // ownSentinel starts a sentinel, stopped when the test ends. It runs
-// after ownRedis, which skips (or fails under CI) when redis-server is
+// after ownRedis, which skips under -short and fails when redis-server is
 // missing, so any error here fails the test.
 func ownSentinel(t *testing.T, cfg redisserver.SentinelConfig) *redisserver.Sentinel {
 	t.Helper()

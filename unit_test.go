@@ -16,8 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Unit tests of pure code: no Redis is needed (TestMain still looks for one
-// because the package's integration tests share the binary).
+// Unit tests of pure code: no Redis is needed. They run under -short, where
+// TestMain does not look for one; otherwise it does, because the package's
+// integration tests share the binary.
 
 func TestKeysLayout(t *testing.T) {
 	k := keys{prefix: "pikku"}

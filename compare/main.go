@@ -84,8 +84,11 @@ func parseFlags() (config, error) {
 	flag.StringVar(&ops, "ops", "all", "comma-separated subset of: AddChannel, SetUserSession, GetChannelAndSession, Subscribe, Unsubscribe, GetChannelIDsForTopic (both topic sizes, or \"GetChannelIDsForTopic 400\", \"GetChannelIDsForTopic 100k\"), RemoveChannels, "+bulkRemoveName)
 	flag.BoolVar(&cfg.cluster, "cluster", true, "also measure the Go stores on a Redis Cluster of 3 masters and 3 replicas that the runner starts on this machine (needs redis-cli)")
 	flag.IntVar(&cfg.shards, "cluster-shards", 16, "WithShards of the stores on the cluster, which spreads the channels over its masters; 0 for a hash-tag prefix instead, every key on one master")
-	flag.StringVar(&cfg.svgPath, "svg", filepath.Join("compare", "results.svg"), "write the chart here (empty: no chart); a relative path is taken from the repository root")
-	flag.StringVar(&cfg.mdPath, "md", "", "also write the results as markdown to this file; a relative path is taken from the repository root")
+	// No files by default: a trial run must not overwrite the committed
+	// chart with this machine's figures.
+	flag.StringVar(&cfg.svgPath, "svg", "", "also write the chart to this file (default: no chart); a relative path is taken from the repository root. "+
+		"To update the committed ones: -svg compare/results.svg -md compare/results.md")
+	flag.StringVar(&cfg.mdPath, "md", "", "also write the results as markdown to this file (default: none); a relative path is taken from the repository root")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -474,7 +477,7 @@ func (r *runner) measureImpl(ctx context.Context, who impl, op *operation, calle
 			d.errors = 0
 		} else {
 			slices.Sort(other)
-			return result{}, 0, fmt.Errorf("Redis sent error replies during %s: %s", what, strings.Join(other, ", "))
+			return result{}, 0, fmt.Errorf("error replies from Redis during %s: %s", what, strings.Join(other, ", "))
 		}
 	}
 	if err := r.checkErrors(d, what, ours); err != nil {

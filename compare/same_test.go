@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,10 +18,12 @@ import (
 // it run, scripts' own commands included, as MONITOR shows them (the key
 // prefix, the createdAt time and the case of command names aside).
 func TestSameCommands(t *testing.T) {
-	rs, err := redisserver.Start()
-	if errors.Is(err, redisserver.ErrNotInstalled) {
-		t.Skip(err)
+	if testing.Short() {
+		t.Skip("-short: starts redis-server")
 	}
+	// Without redis-server this fails, saying how to install it: a skip
+	// would print ok for a comparison nobody checked.
+	rs, err := redisserver.Start()
 	if err != nil {
 		t.Fatal(err)
 	}

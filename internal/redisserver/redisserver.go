@@ -19,7 +19,7 @@ import (
 )
 
 // ErrNotInstalled is returned by Start when redis-server is not on PATH.
-var ErrNotInstalled = errors.New("redis-server is not on PATH (install it, e.g. apt-get install redis-server, or set REDIS_URL)")
+var ErrNotInstalled = errors.New("redis-server is not on PATH (install it: apt-get install redis-server, or brew install redis)")
 
 // Server is a running redis-server started by Start.
 type Server struct {

@@ -1,21 +1,51 @@
 package redisserver
 
 import (
-	"errors"
+	"flag"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/pikkujs/pikkuredis/internal/testnote"
 )
+
+// Every test here starts redis-server: under -short they all skip, and
+// without redis-server they fail (a run that skipped them would print ok).
+func TestMain(m *testing.M) {
+	flag.Parse() // for testing.Short
+	code := m.Run()
+	if testing.Short() {
+		testnote.Print(fmt.Sprintf("internal/redisserver tests: -short: every test here starts redis-server; %d were skipped", shortSkipped.Load()))
+	}
+	os.Exit(code)
+}
+
+var shortSkipped atomic.Int32
+
+// needRedisServer skips t under -short, and fails it when redis-server is
+// not on PATH, saying how to install it.
+func needRedisServer(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		shortSkipped.Add(1)
+		t.Skip("-short: starts redis-server")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("%v", ErrNotInstalled)
+	}
+}
 
 func start(t *testing.T, extra ...string) *Server {
 	t.Helper()
+	needRedisServer(t)
 	s, err := Start(extra...)
-	if errors.Is(err, ErrNotInstalled) {
-		t.Skip(err)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,10 +127,8 @@ func TestKillAndRestart(t *testing.T) {
 // A server that cannot start says why, also when it fails before opening
 // its log file (a bad option is reported on stderr).
 func TestStartReportsWhyItFailed(t *testing.T) {
+	needRedisServer(t)
 	_, err := Start("--no-such-option", "x")
-	if errors.Is(err, ErrNotInstalled) {
-		t.Skip(err)
-	}
 	if err == nil {
 		t.Fatal("Start with a bad option succeeded")
 	}
