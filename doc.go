@@ -45,7 +45,8 @@
 //
 // # Errors
 //
-// Every error names the operation ("pikkuredis: subscribe: ...") and
+// Every error but ErrClosed and ErrChannelNotFound (which names the
+// channel) names the operation ("pikkuredis: subscribe: ..."), and
 // matches, with errors.Is, one of these (only a dial cut short by the
 // caller's context matches two):
 //   - ErrInvalidArgument: the input, or the store's options, were
@@ -56,7 +57,9 @@
 //   - ErrConnection: the connection failed (the dial, "connect to redis:
 //     ...", a connection lost before the reply, an I/O timeout, a retired
 //     connection). The call may have run; every operation is safe to call
-//     again (ErrConnection's doc says what a second call returns).
+//     again (ErrConnection's doc says what a second call returns). A dial
+//     refused for good (a wrong password, TLS that cannot verify the
+//     server) reads "connect to redis: ..." but is not ErrConnection.
 //   - context.Canceled, context.DeadlineExceeded: the caller's context
 //     ended; as with ErrConnection, the call may have run. A context that
 //     ended while the call waited for a dial is ErrConnection too.

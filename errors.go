@@ -2,6 +2,8 @@ package pikkuredis
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 
 	"github.com/gomodule/redigo/redis"
@@ -26,9 +28,9 @@ var (
 	// ErrConnection is matched, with errors.Is, by the error of every
 	// call that failed because of its connection to Redis rather than
 	// Redis's answer:
-	//   - the dial failed (TCP connect, TLS handshake, AUTH, SELECT, the
-	//     sentinels, the cluster's slot map); these errors read
-	//     "connect to redis: ..." and the call was not sent;
+	//   - the dial failed (TCP connect, TLS handshake, the dial's PING,
+	//     the sentinels, the cluster's slot map, maxclients); these errors
+	//     read "connect to redis: ..." and the call was not sent;
 	//   - the connection was lost before the call's reply came (EOF,
 	//     reset, CLIENT KILL, a protocol error in the reply stream);
 	//     these read "redis connection lost: ...";
@@ -40,7 +42,14 @@ var (
 	//     retired: ..."; errors.As finds Redis's reply as a redis.Error.
 	//
 	// The store has already dropped the connection, and the next call
-	// dials a new one: calling again is how to recover. After a dial
+	// dials a new one: calling again is how to recover. A dial refused
+	// for good reads "connect to redis: ..." too but is not ErrConnection,
+	// since every new dial would fail the same way: Redis answered its
+	// AUTH or SELECT with an error (a wrong password or user, a database
+	// it does not have; errors.As finds the redis.Error), or TLS failed
+	// to verify (an unknown CA, another host name, a server without TLS
+	// under rediss://; errors.As finds the crypto/tls or crypto/x509
+	// error). After a dial
 	// failure nothing was sent. Otherwise the call may or may not have
 	// run, each script all or nothing, and every operation is safe to
 	// call again, with the same arguments, to reach the same state:
@@ -113,11 +122,20 @@ func (e *urlError) Error() string   { return "pikkuredis: " + e.err.Error() }
 func (e *urlError) Unwrap() []error { return []error{ErrInvalidArgument, e.err} }
 
 // dialError is a failed dial: it reads "connect to redis: ..." and
-// matches ErrConnection and its cause with errors.Is.
-type dialError struct{ err error }
+// matches its cause with errors.Is, and ErrConnection unless the server
+// or TLS refused the dial for good (refused).
+type dialError struct {
+	err     error
+	refused bool
+}
 
-func (e *dialError) Error() string   { return "connect to redis: " + e.err.Error() }
-func (e *dialError) Unwrap() []error { return []error{ErrConnection, e.err} }
+func (e *dialError) Error() string { return "connect to redis: " + e.err.Error() }
+func (e *dialError) Unwrap() []error {
+	if e.refused {
+		return []error{e.err}
+	}
+	return []error{ErrConnection, e.err}
+}
 
 // dialFailed makes err the error of a dial, once.
 func dialFailed(err error) error {
@@ -125,7 +143,31 @@ func dialFailed(err error) error {
 	if errors.As(err, &d) {
 		return err
 	}
-	return &dialError{err}
+	return &dialError{err: err, refused: refusedForGood(err)}
+}
+
+// refusedForGood says whether a dial failed in a way that a new dial
+// would repeat: Redis answered the dial's AUTH, SELECT or HELLO with an
+// error (a wrong password or user, a database it does not have), or TLS
+// refused the server (an unknown CA, another host name, a server that
+// does not speak TLS) or was refused by it (a client certificate). A
+// refusal that retires the connection (maxclients, protected mode's
+// DENIED) and LOADING pass with time, and the network's faults may too.
+func refusedForGood(err error) bool {
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return !retires(reply) && !isLoading(reply)
+	}
+	var (
+		verify    *tls.CertificateVerificationError
+		header    tls.RecordHeaderError
+		alert     tls.AlertError
+		authority x509.UnknownAuthorityError
+		host      x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &header) || errors.As(err, &alert) ||
+		errors.As(err, &authority) || errors.As(err, &host) || errors.As(err, &invalid)
 }
 
 // connFault marks err, the error of a call that went to a transport, as
@@ -135,8 +177,9 @@ func dialFailed(err error) error {
 // caller's context ending outside a dial. A dial cut short by the
 // caller's context is a dialError, so both.
 func connFault(ctx context.Context, err error) error {
-	if err == nil || errors.Is(err, ErrConnection) || errors.Is(err, ErrClosed) {
-		return err
+	var dial *dialError
+	if err == nil || errors.Is(err, ErrConnection) || errors.Is(err, ErrClosed) || errors.As(err, &dial) {
+		return err // said already, a dial refused for good included
 	}
 	var retired *retiredError
 	if errors.As(err, &retired) {

@@ -2,6 +2,7 @@ package pikkuredis_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -73,14 +74,48 @@ func TestDialFaultsSayConnectToRedis(t *testing.T) {
 		addr, _ := silentListener(t)
 		dialFails(t, "redis://"+addr, 500*time.Millisecond, "no answer from "+addr, "context deadline exceeded")
 	})
-	t.Run("wrong password", func(t *testing.T) {
-		srv := ownRedis(t)
-		admin := dialURL(t, srv.URL)
-		_, err := admin.Do("CONFIG", "SET", "requirepass", "right")
-		require.NoError(t, err)
-		admin.Close()
-		dialFails(t, strings.Replace(srv.URL, "redis://", "redis://:wrong@", 1), 3*time.Second, "WRONGPASS")
-	})
+}
+
+// A dial refused for good (Redis answered AUTH or SELECT with an error;
+// TLS could not verify the server) says "connect to redis: ..." but is not
+// ErrConnection: a new dial would fail the same way. The cause is there for
+// errors.As.
+func TestDialRefusedForGoodIsNotErrConnection(t *testing.T) {
+	srv := ownRedis(t)
+	admin := dialURL(t, srv.URL)
+	_, err := admin.Do("CONFIG", "SET", "requirepass", "right")
+	require.NoError(t, err)
+	admin.Close()
+	tlsSrv, _ := tlsRedis(t)
+	for name, tc := range map[string]struct {
+		url   string
+		reply bool
+	}{
+		"wrong password":                {strings.Replace(srv.URL, "redis://", "redis://:wrong@", 1), true},
+		"no such database":              {strings.Replace(srv.URL, "redis://", "redis://:right@", 1) + "/99", true},
+		"unknown certificate authority": {tlsSrv.TLSURL, false},
+	} {
+		for mode, opts := range dialModes {
+			t.Run(name+"/"+mode, func(t *testing.T) {
+				hs, err := pikkuredis.OpenEventHubStore(tc.url, opts...)
+				require.NoError(t, err)
+				defer hs.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_, err = hs.Subscribe(ctx, "news", "c1")
+				require.Error(t, err)
+				t.Log(err)
+				assert.Contains(t, err.Error(), "connect to redis: ")
+				assert.NotErrorIs(t, err, pikkuredis.ErrConnection, "a new dial would fail the same way")
+				var reply redis.Error
+				assert.Equal(t, tc.reply, errors.As(err, &reply), "Redis's reply is found")
+				if !tc.reply {
+					var unknown x509.UnknownAuthorityError
+					assert.True(t, errors.As(err, &unknown), "the x509 error is found")
+				}
+			})
+		}
+	}
 }
 
 // A dial cut short by the caller's context is the context's error too.

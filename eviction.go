@@ -27,7 +27,7 @@ import (
 // accepts the risk can go on after errors.Is(err, ErrEvictionPolicy).
 // Init reads the policy from INFO memory, or from CONFIG GET where INFO
 // is refused; where both are refused (an ACL user with neither +info nor
-// +config|get, as the README's line has), Init skips the check.
+// +config|get, as the ACL line of docs/connections.md has), Init skips the check.
 var ErrEvictionPolicy = errors.New("unsafe eviction policy")
 
 // checkEvictionPolicy reads maxmemory_policy from INFO memory (which

@@ -70,7 +70,7 @@ func TestInitRefusesAllkeysEvictionPolicies(t *testing.T) {
 }
 
 // TestInitSkipsTheEvictionCheckWhenRefused: a user that may run neither
-// INFO nor CONFIG GET (the README's ACL line grants neither) gets on with
+// INFO nor CONFIG GET (the ACL line of docs/connections.md grants neither) gets on with
 // Init; one that may run CONFIG GET only is checked with it.
 func TestInitSkipsTheEvictionCheckWhenRefused(t *testing.T) {
 	const pw = "evict-pw-91d3"

@@ -270,7 +270,7 @@ func TestPipelinedCallsBehindAReadonlyReplyAreSentAgain(t *testing.T) {
 }
 
 // TestFailoverCallersPoolWithManyIdleConnections: a caller's pool holds
-// 64 idle connections to the master when it is demoted (the README's
+// 64 idle connections to the master when it is demoted (docs/connections.md's
 // example pool keeps that many). Every one leads to the replica now, and
 // the pool hands them all out before it dials: the first write after the
 // switch must still succeed, retiring them on the way.

@@ -18,7 +18,7 @@ import (
 
 // Go and the real @pikku/redis (0.12.3 and 0.12.18) on one Redis: what one
 // writes, the other reads, with the default prefix and a custom one. Each
-// case is a cell of the README's compatibility matrix
+// case is a cell of the compatibility matrix (docs/layout.md)
 // (TestReadmeCompatibilityMatrix keeps the two in step).
 
 const (
@@ -957,7 +957,7 @@ func TestInteropSameBytes(t *testing.T) {
 	}
 }
 
-// What the README's "What differs" table says of @pikku/redis, checked on
+// What docs/layout.md's "What differs" table says of @pikku/redis, checked on
 // the real packages, next to what Go does with the same data.
 func TestTypeScriptStoreBehavesAsDocumented(t *testing.T) {
 	node := startNode(t)

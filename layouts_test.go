@@ -17,7 +17,7 @@ import (
 )
 
 // The key layouts the suites run on, and the tests' own statement of
-// where each puts a key: the README's "Redis layout" and "Sharded layout",
+// where each puts a key: docs/layout.md's "Redis layout" and docs/cluster.md's "Sharded layout",
 // written here apart from layout.go, so that the stores are checked
 // against the documentation rather than against themselves.
 

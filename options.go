@@ -258,7 +258,7 @@ func WithRemoveChunkSize(n int) Option {
 // n). So every script still touches one slot and stays atomic, while the
 // channels spread over every master of a cluster; a topic has one set per
 // shard, and GetChannelIDsForTopic reads the n sets concurrently. It also
-// works on a single Redis. See the README's "Sharded layout" for the key
+// works on a single Redis. See "Sharded layout" in docs/cluster.md for the key
 // forms and what is atomic.
 //
 // n is 2 to 1024; 0 and 1 keep the standard layout of @pikku/redis (the
@@ -279,6 +279,10 @@ func dialOnlyError(cfg config) error {
 	if len(cfg.dialOnly) == 0 {
 		return nil
 	}
-	return invalid("%s only shape the connections a store opened from a URL dials (Open*Store); over a caller's pool they would change nothing: set them on the pool (or the *redisc.Cluster) instead",
-		strings.Join(cfg.dialOnly, ", "))
+	verb, it := "shapes", "it"
+	if len(cfg.dialOnly) > 1 {
+		verb, it = "shape", "they"
+	}
+	return invalid("%s only %s the connections a store opened from a URL dials (Open*Store); over a caller's pool %s would change nothing: set the pool (or the *redisc.Cluster) up instead",
+		strings.Join(cfg.dialOnly, ", "), verb, it)
 }

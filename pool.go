@@ -273,7 +273,7 @@ func openPool(life context.Context, dial func(context.Context) (redis.Conn, erro
 		MaxIdle:     cfg.poolSize,
 		Wait:        true, // wait (bounded by the caller's context) rather than fail when all are busy
 		IdleTimeout: 5 * time.Minute,
-		// Said as the auto-pipelined path says it (README, Errors).
+		// Said as the auto-pipelined path says it (docs/guarantees.md, Errors).
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
 			ctx, cancel := withCancelOf(ctx, life)
 			defer cancel()

@@ -165,13 +165,15 @@ func describe(err error) error {
 }
 
 // isConnFault says whether err is a connection fault (conn.sendOn said
-// it as one: ErrConnection), so that a script's name is not put before it.
+// it as one: ErrConnection), or a dial's failure, so that a script's name
+// is not put before it.
 func isConnFault(err error) bool {
 	switch err.(type) {
 	case *retiredError, *notRun, *notSent:
 		return true
 	}
-	return errors.Is(err, ErrConnection)
+	var dial *dialError
+	return errors.Is(err, ErrConnection) || errors.As(err, &dial)
 }
 
 // retire makes a pooled connection unusable, so that a redigo pool drops

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -78,9 +79,10 @@ func (s *script) run(ctx context.Context, c *conn, numKeys int, args []any) (any
 		// context, and a caller never sees NOSCRIPT.
 		err = ctx.Err()
 	}
-	if isConnFault(err) || err == ErrClosed || err == errNoPool {
+	if isConnFault(err) || err == ErrClosed || err == errNoPool || errors.Is(err, ErrInvalidArgument) {
 		// Not the script's error: say it as the connection's, or as the
-		// store's (plain ErrClosed, as every call returns it).
+		// store's (plain ErrClosed, as every call returns it; its options
+		// refused before anything was sent).
 		return nil, err
 	}
 	if err != nil {

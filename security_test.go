@@ -329,7 +329,7 @@ func TestReadmeACLLineIsLeastPrivilege(t *testing.T) {
 	assert.ElementsMatch(t, want, granted, "no +scan (Repair runs as another user), no bare +script, no categories")
 }
 
-// aclRedis starts a redis-server of the test's own with the README's user
+// aclRedis starts a redis-server of the test's own with the user of docs/connections.md
 // for each tenant (name: prefix), all with password pw.
 func aclRedis(t *testing.T, pw string, tenants map[string]string) (*redisserver.Server, redis.Conn) {
 	t.Helper()
@@ -372,7 +372,7 @@ func dumpAll(t *testing.T, admin redis.Conn) map[string]string {
 	return out
 }
 
-// TestACLUserFromReadme: under the README's ACL line, a tenant's stores do
+// TestACLUserFromReadme: under the ACL line of docs/connections.md, a tenant's stores do
 // everything on their prefix, and nothing at all on another tenant's.
 func TestACLUserFromReadme(t *testing.T) {
 	const pw = "tenant-pw-4c1e"
@@ -617,7 +617,7 @@ func tenantDoesEverything(t *testing.T, ctx context.Context, cs *pikkuredis.Chan
 	assert.Empty(t, keys, "RemoveChannels left nothing")
 }
 
-// TestACLUserLeasesAndRepair: the README's line covers leases,
+// TestACLUserLeasesAndRepair: the ACL line of docs/connections.md covers leases,
 // WithRequireChannel and, for a maintenance user with +scan, Repair; and
 // with another tenant's prefix each of them is refused and writes nothing.
 func TestACLUserLeasesAndRepair(t *testing.T) {
@@ -692,7 +692,7 @@ func TestACLUserLeasesAndRepair(t *testing.T) {
 	assert.True(t, ok)
 }
 
-// TestACLDialOptionsNeedMore checks the README's notes on the line: a
+// TestACLDialOptionsNeedMore checks the notes on the ACL line of docs/connections.md: a
 // database in the URL needs +select, DialClientName +client|setname, and
 // Repair's SCAN, which no key pattern limits, shows every key name.
 func TestACLDialOptionsNeedMore(t *testing.T) {

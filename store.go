@@ -181,7 +181,7 @@ func NewChannelStore(pool Pool, opts ...Option) *ChannelStore {
 // WithoutAutoPipelining); rediss+cluster:// dials every node with TLS.
 // The prefix must be a hash tag ("{pikku}"), or the store sharded
 // (WithShards); otherwise Init and every call return ErrInvalidArgument.
-// See the README's "Running on Redis Cluster".
+// See docs/cluster.md, "Running on Redis Cluster".
 func OpenChannelStore(rawURL string, opts ...Option) (*ChannelStore, error) {
 	c, err := openConn(rawURL, opts)
 	if err != nil {

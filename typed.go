@@ -179,8 +179,8 @@ func (t Typed[O, S]) GetChannelWithSession(ctx context.Context, channelID string
 // TypedSessionStore is a view of a SessionStore whose sessions have the Go
 // type S (the Go counterpart of @pikku/core's CoreUserSession type), so
 // that callers never marshal or unmarshal by hand. S is stored as
-// encoding/json encodes it, the same bytes as JSON.stringify (see Redis
-// layout in the README); the raw SessionStore stays usable beside it.
+// encoding/json encodes it, the same bytes as JSON.stringify (see
+// docs/layout.md); the raw SessionStore stays usable beside it.
 type TypedSessionStore[S any] struct {
 	store *SessionStore
 }

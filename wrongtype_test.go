@@ -613,7 +613,7 @@ func TestVoidKeyIsOnlyRead(t *testing.T) {
 	}
 }
 
-// An ACL user of the README's line without +sintercard (a line written
+// An ACL user of docs/connections.md's line without +sintercard (a line written
 // before the scripts used it) gets the same results: each topic set is
 // checked on its own, a key of another type is still named and nothing
 // written.

@@ -85,7 +85,7 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
-		return nil, fmt.Errorf("start cluster: redis-cli is not on PATH (it comes with redis-tools): %w", ErrNotInstalled)
+		return nil, notInstalled{"start cluster: redis-cli is not on PATH (install redis-tools: apt-get install redis-tools, or brew install redis)"}
 	}
 	if cfg.Masters == 0 {
 		cfg.Masters = 3

@@ -166,8 +166,8 @@ func TestStartClusterNeedsRedisCli(t *testing.T) {
 		c.Close()
 		t.Fatal("StartCluster succeeded without redis-cli")
 	}
-	if !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "redis-cli") {
-		t.Fatalf("error %v, want ErrNotInstalled naming redis-cli", err)
+	if !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "redis-cli") || strings.Contains(err.Error(), "redis-server") {
+		t.Fatalf("error %v, want ErrNotInstalled naming redis-cli alone (redis-server is there)", err)
 	}
 }
 

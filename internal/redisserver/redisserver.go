@@ -21,6 +21,13 @@ import (
 // ErrNotInstalled is returned by Start when redis-server is not on PATH.
 var ErrNotInstalled = errors.New("redis-server is not on PATH (install it: apt-get install redis-server, or brew install redis)")
 
+// notInstalled is another program missing (redis-cli): it matches
+// ErrNotInstalled with errors.Is, and says which program is missing.
+type notInstalled struct{ msg string }
+
+func (e notInstalled) Error() string        { return e.msg }
+func (e notInstalled) Is(target error) bool { return target == ErrNotInstalled }
+
 // Server is a running redis-server started by Start.
 type Server struct {
 	Addr string // host:port
