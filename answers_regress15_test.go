@@ -1,0 +1,68 @@
+package pikkuredis_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pikkujs/pikkuredis"
+)
+
+// Breaker probes for issue 15: Redis refusing a call's own arguments is
+// Redis's answer, not a connection fault (calling again, ErrConnection's
+// remedy, fails the same way forever).
+func TestRegress15OversizedValueIsNotErrConnection(t *testing.T) {
+	srv := ownRedis(t)
+	admin := dialURL(t, srv.URL)
+	defer admin.Close()
+	_, err := admin.Do("CONFIG", "SET", "proto-max-bulk-len", "1mb")
+	require.NoError(t, err)
+	big := strings.Repeat("x", 2<<20)
+	for mode, opts := range dialModes {
+		t.Run(mode, func(t *testing.T) {
+			cs, err := pikkuredis.OpenChannelStore(srv.URL, append(opts, pikkuredis.WithKeyPrefix(randomPrefix(t)))...)
+			require.NoError(t, err)
+			defer cs.Close()
+			ctx := ctxT(t)
+			for i := 0; i < 2; i++ {
+				err = cs.AddChannel(ctx, pikkuredis.Channel{ChannelID: "c1", ChannelName: "chat", OpeningData: map[string]string{"blob": big}})
+				require.Error(t, err)
+				t.Log(err)
+				assert.NotErrorIs(t, err, pikkuredis.ErrConnection, "try %d: calling again cannot help", i+1)
+			}
+		})
+	}
+}
+
+// A call on a lane whose caller leaves is the context's error, never
+// ErrConnection.
+func TestRegress15CallerLeavesIsNotErrConnection(t *testing.T) {
+	srv := ownRedis(t, "--enable-debug-command", "yes")
+	admin := dialURL(t, srv.URL)
+	defer admin.Close()
+	for mode, opts := range dialModes {
+		t.Run(mode, func(t *testing.T) {
+			hs, err := pikkuredis.OpenEventHubStore(srv.URL, append(opts, pikkuredis.WithKeyPrefix(randomPrefix(t)))...)
+			require.NoError(t, err)
+			defer hs.Close()
+			_, err = hs.Subscribe(ctxT(t), "news", "c1")
+			require.NoError(t, err)
+			sleeping := make(chan error, 1)
+			go func() { _, err := redis.DoWithTimeout(admin, 5*time.Second, "DEBUG", "SLEEP", "0.5"); sleeping <- err }()
+			time.Sleep(50 * time.Millisecond)
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(100*time.Millisecond, cancel)
+			_, err = hs.GetChannelIDsForTopic(ctx, "news")
+			require.NoError(t, <-sleeping)
+			require.Error(t, err)
+			t.Log(err)
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.NotErrorIs(t, err, pikkuredis.ErrConnection)
+		})
+	}
+}
