@@ -26,10 +26,23 @@ func TestRegress15DeadlineOnAWarmConnectionIsNotErrConnection(t *testing.T) {
 	admin := dialURL(t, srv.URL)
 	defer admin.Close()
 	const n = 60
+	opens := map[string]func(t *testing.T) *pikkuredis.EventHubStore{
+		"caller's pool": func(t *testing.T) *pikkuredis.EventHubStore {
+			pool := &redis.Pool{MaxIdle: n, Dial: func() (redis.Conn, error) { return redis.DialURL(srv.URL) }}
+			t.Cleanup(func() { pool.Close() })
+			return pikkuredis.NewEventHubStore(pool, pikkuredis.WithKeyPrefix(randomPrefix(t)))
+		},
+	}
 	for mode, opts := range dialModes {
-		t.Run(mode, func(t *testing.T) {
+		opens[mode] = func(t *testing.T) *pikkuredis.EventHubStore {
 			hs, err := pikkuredis.OpenEventHubStore(srv.URL, append(opts, pikkuredis.WithKeyPrefix(randomPrefix(t)), pikkuredis.WithPoolSize(n))...)
 			require.NoError(t, err)
+			return hs
+		}
+	}
+	for mode, open := range opens {
+		t.Run(mode, func(t *testing.T) {
+			hs := open(t)
 			defer hs.Close()
 			var wg sync.WaitGroup
 			for i := 0; i < n; i++ { // warm the pool: n connections
