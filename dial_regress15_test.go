@@ -57,6 +57,7 @@ func dialFailsEvery(t *testing.T, url string, dialOpts []redis.DialOption, says 
 			t.Log(err)
 			assert.ErrorIs(t, err, pikkuredis.ErrConnection)
 			assert.Contains(t, err.Error(), "connect to redis: ")
+			assert.Equal(t, 1, strings.Count(err.Error(), "connect to redis: "), "said once")
 			for _, s := range says {
 				assert.Contains(t, err.Error(), s)
 			}
@@ -118,6 +119,16 @@ func TestRegress15DialFailuresSayConnectToRedis(t *testing.T) {
 		addr := l.Addr().String()
 		l.Close()
 		dialFailsEvery(t, "redis+sentinel://"+addr+"/mymaster", nil)
+	})
+	t.Run("sentinel: silent", func(t *testing.T) {
+		needRedis(t)
+		addr, _ := silentListener(t)
+		dialFailsEvery(t, "redis+sentinel://"+addr+"/mymaster", nil, addr)
+	})
+	t.Run("cluster: a silent seed", func(t *testing.T) {
+		needRedis(t)
+		addr, _ := silentListener(t)
+		dialFailsEvery(t, "redis+cluster://"+addr, nil, addr)
 	})
 	t.Run("cluster: every seed down", func(t *testing.T) {
 		needRedis(t)
