@@ -64,6 +64,9 @@ func TestRegress15ClusterMasterDownIsErrConnection(t *testing.T) {
 				t.Log(err)
 				if ctx.Err() == nil {
 					assert.ErrorIs(t, err, pikkuredis.ErrConnection)
+					// errors.go: a dial's fault reads "connect to redis: ...",
+					// a lost connection "redis connection lost: ...".
+					assert.Regexp(t, "connect to redis: |redis connection (lost|retired)", err.Error())
 				}
 				cancel()
 			}
