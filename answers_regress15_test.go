@@ -66,3 +66,57 @@ func TestRegress15CallerLeavesIsNotErrConnection(t *testing.T) {
 		})
 	}
 }
+
+// Redis's refusals of a call are its answer, on every dial mode: NOPERM,
+// OOM, BUSY (a script of another client running past
+// busy-reply-threshold), a script's error.
+func TestRegress15RefusalsAreNotErrConnection(t *testing.T) {
+	srv := ownRedis(t)
+	admin := dialURL(t, srv.URL)
+	defer admin.Close()
+	_, err := admin.Do("ACL", "SETUSER", "ro", "on", ">pw", "~*", "+@read", "+ping", "+hello", "+select")
+	require.NoError(t, err)
+	roURL := "redis://ro:pw@" + srv.Addr
+	check := func(t *testing.T, err error, want string) {
+		t.Helper()
+		require.Error(t, err)
+		t.Log(err)
+		assert.Contains(t, err.Error(), want)
+		assert.NotErrorIs(t, err, pikkuredis.ErrConnection)
+	}
+	for mode, opts := range dialModes {
+		t.Run(mode, func(t *testing.T) {
+			prefix := randomPrefix(t)
+			ro, err := pikkuredis.OpenEventHubStore(roURL, append(opts, pikkuredis.WithKeyPrefix(prefix))...)
+			require.NoError(t, err)
+			defer ro.Close()
+			_, err = ro.Subscribe(ctxT(t), "news", "c1")
+			check(t, err, "NOPERM")
+
+			hs, err := pikkuredis.OpenEventHubStore(srv.URL, append(opts, pikkuredis.WithKeyPrefix(prefix))...)
+			require.NoError(t, err)
+			defer hs.Close()
+			require.NoError(t, hs.Init(ctxT(t)))
+			_, err = admin.Do("CONFIG", "SET", "maxmemory", "1")
+			require.NoError(t, err)
+			_, err = hs.Subscribe(ctxT(t), "news", "c1")
+			_, err2 := admin.Do("CONFIG", "SET", "maxmemory", "0")
+			require.NoError(t, err2)
+			check(t, err, "OOM")
+
+			_, err = admin.Do("CONFIG", "SET", "busy-reply-threshold", "100")
+			require.NoError(t, err)
+			busy := dialURL(t, srv.URL)
+			defer busy.Close()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				redis.DoWithTimeout(busy, 10*time.Second, "EVAL", "local t = redis.call('TIME')[1] + 1 while tonumber(redis.call('TIME')[1]) < t do end return 1", 0) //nolint:errcheck
+			}()
+			time.Sleep(300 * time.Millisecond)
+			_, err = hs.GetChannelIDsForTopic(ctxT(t), "news")
+			<-done
+			check(t, err, "BUSY")
+		})
+	}
+}
