@@ -111,7 +111,7 @@ func TestRegress15RefusalsAreNotErrConnection(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				redis.DoWithTimeout(busy, 10*time.Second, "EVAL", "local t = redis.call('TIME')[1] + 1 while tonumber(redis.call('TIME')[1]) < t do end return 1", 0) //nolint:errcheck
+				redis.DoWithTimeout(busy, 10*time.Second, "EVAL", "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end local t = now() + 1000000 while now() < t do end return 1", 0) //nolint:errcheck
 			}()
 			time.Sleep(300 * time.Millisecond)
 			_, err = hs.GetChannelIDsForTopic(ctxT(t), "news")

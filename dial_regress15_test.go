@@ -25,6 +25,14 @@ import (
 // DialURLContext), makes one call and checks the dial error.
 func dialFailsEvery(t *testing.T, url string, dialOpts []redis.DialOption, says ...string) {
 	t.Helper()
+	dialFailsAs(t, true, url, dialOpts, says...)
+}
+
+// dialFailsAs is dialFailsEvery for a dial whose failure is a connection
+// fault (conn) or one refused for good, which reads "connect to redis"
+// all the same but is not ErrConnection (errors.go, 9010780).
+func dialFailsAs(t *testing.T, conn bool, url string, dialOpts []redis.DialOption, says ...string) {
+	t.Helper()
 	opens := map[string]func() *pikkuredis.EventHubStore{
 		"auto-pipelined": func() *pikkuredis.EventHubStore {
 			hs, err := pikkuredis.OpenEventHubStore(url, pikkuredis.WithKeyPrefix("{r15}"), pikkuredis.WithDialOptions(dialOpts...))
@@ -55,7 +63,11 @@ func dialFailsEvery(t *testing.T, url string, dialOpts []redis.DialOption, says 
 			_, err := hs.Subscribe(ctx, "news", "c1")
 			require.Error(t, err)
 			t.Log(err)
-			assert.ErrorIs(t, err, pikkuredis.ErrConnection)
+			if conn {
+				assert.ErrorIs(t, err, pikkuredis.ErrConnection)
+			} else {
+				assert.NotErrorIs(t, err, pikkuredis.ErrConnection, "refused for good")
+			}
 			assert.Contains(t, err.Error(), "connect to redis: ")
 			assert.Equal(t, 1, strings.Count(err.Error(), "connect to redis: "), "said once")
 			for _, s := range says {
@@ -68,15 +80,15 @@ func dialFailsEvery(t *testing.T, url string, dialOpts []redis.DialOption, says 
 func TestRegress15DialFailuresSayConnectToRedis(t *testing.T) {
 	t.Run("TLS with a wrong CA", func(t *testing.T) {
 		srv, _ := tlsRedis(t)
-		dialFailsEvery(t, srv.TLSURL, []redis.DialOption{redis.DialTLSConfig(&tls.Config{RootCAs: newTestCA(t, "other").pool()})}, "certificate")
+		dialFailsAs(t, false, srv.TLSURL, []redis.DialOption{redis.DialTLSConfig(&tls.Config{RootCAs: newTestCA(t, "other").pool()})}, "certificate")
 	})
 	t.Run("ACL: a user that does not exist", func(t *testing.T) {
 		srv := ownRedis(t)
-		dialFailsEvery(t, "redis://nobody:pw@"+srv.Addr, nil, "WRONGPASS")
+		dialFailsAs(t, false, "redis://nobody:pw@"+srv.Addr, nil, "WRONGPASS")
 	})
 	t.Run("SELECT of a db that does not exist", func(t *testing.T) {
 		srv := ownRedis(t)
-		dialFailsEvery(t, srv.URL+"/99", nil, "DB index")
+		dialFailsAs(t, false, srv.URL+"/99", nil, "DB index")
 	})
 	t.Run("maxclients", func(t *testing.T) {
 		srv := ownRedis(t, "--maxclients", "1")
