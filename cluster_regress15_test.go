@@ -2,6 +2,7 @@ package pikkuredis_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,41 @@ func TestRegress15ClusterMasterDownIsErrConnection(t *testing.T) {
 				}
 				cancel()
 			}
+		})
+	}
+}
+
+// After 9010780 a dial refused for good (a wrong password) reads
+// "connect to redis: ..." and is not ErrConnection, since every new dial
+// fails the same way. On a cluster it is ErrConnection all the same:
+// redisc's "all nodes failed" error lists each node's error as text, so
+// the WRONGPASS reply is lost from the chain.
+func TestRegress15ClusterWrongPasswordIsRefusedForGood(t *testing.T) {
+	needRedis(t)
+	c, err := redisserver.StartCluster(redisserver.ClusterConfig{ReplicasPerMaster: -1})
+	if err != nil {
+		failStart(t, err)
+	}
+	t.Cleanup(c.Close)
+	for _, addr := range c.Addrs() {
+		admin := dialURL(t, "redis://"+addr)
+		_, err := admin.Do("CONFIG", "SET", "requirepass", "right")
+		require.NoError(t, err)
+		admin.Close()
+	}
+	url := strings.Replace(c.URL(), "redis+cluster://", "redis+cluster://:wrong@", 1)
+	for mode, opts := range dialModes {
+		t.Run(mode, func(t *testing.T) {
+			hs, err := pikkuredis.OpenEventHubStore(url, append(opts, pikkuredis.WithKeyPrefix("{r15}"))...)
+			require.NoError(t, err)
+			defer hs.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err = hs.Subscribe(ctx, "news", "c1")
+			require.Error(t, err)
+			t.Log(err)
+			assert.Contains(t, err.Error(), "WRONGPASS")
+			assert.NotErrorIs(t, err, pikkuredis.ErrConnection, "refused for good, as on one server")
 		})
 	}
 }
