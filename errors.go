@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
@@ -189,8 +190,30 @@ func connFault(ctx context.Context, err error) error {
 	if errors.As(err, &reply) {
 		return err
 	}
-	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	var plain *plainError
+	if errors.As(err, &plain) {
+		return err
+	}
+	if ctxEnded(ctx) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return err
 	}
 	return &connError{err}
 }
+
+// ctxEnded says whether ctx has ended, or its deadline has passed: the
+// read deadline redigo derives from it can fire a moment before ctx's own
+// timer marks it done (see ctxErr).
+func ctxEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+// plainError is a transport's error that is no connection fault, said as
+// it is: connFault leaves it (a caller's pool that is closed).
+type plainError struct{ err error }
+
+func (e *plainError) Error() string { return e.err.Error() }
+func (e *plainError) Unwrap() error { return e.err }

@@ -69,14 +69,39 @@ func (p *poolTransport) get(ctx context.Context) (redis.Conn, error) {
 		if p.closed.Load() { // Close ran while we waited: say so, not "closed pool"
 			return nil, ErrClosed
 		}
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		switch {
+		case err.Error() == "redigo: get on closed pool":
+			// The caller closed it: no call will get a connection
+			// from it again, so this is no connection fault.
+			return nil, &plainError{fmt.Errorf("the pool given to the store is closed: %w", err)}
+		case errors.Is(err, redis.ErrPoolExhausted):
+			return nil, err // nothing was dialled; a later call may find one free
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()) && p.mayBeFull():
 			return nil, err // the wait for a free connection ended
 		}
-		// A caller's pool dials with the caller's code: its failure is
-		// said as the store's own dials say theirs.
+		// A caller's pool dials with the caller's code: its failure
+		// (cut short by ctx included) is said as the store's own dials
+		// say theirs.
 		return nil, ctxErr(ctx, dialFailed(err))
 	}
 	return rc, nil
+}
+
+// mayBeFull says whether a call that found no connection before its
+// context ended may have been waiting for a free one rather than for a
+// dial: on the store's own pool (whose dials say their failures
+// themselves, see openPool), or a caller's *redis.Pool at MaxActive (a
+// dial under way counts as active, so this says true for it too), or a
+// pool that does not tell.
+func (p *poolTransport) mayBeFull() bool {
+	if p.owned != nil {
+		return true
+	}
+	rp, ok := p.pool.(*redis.Pool)
+	if !ok {
+		return true
+	}
+	return rp.MaxActive > 0 && rp.ActiveCount() >= rp.MaxActive
 }
 
 // bounded returns what f returns, or ctx's error as soon as ctx ends, for
