@@ -83,6 +83,37 @@ type clusterTransport struct {
 	refreshMu   sync.Mutex
 	refreshing  *refreshCall // the read of the slot map under way, if any
 	lastRefresh time.Time
+
+	// refused is the last failure of a node's dial that a new dial would
+	// repeat (refusedForGood: a wrong password, TLS), nil once a dial
+	// succeeds: redisc's own errors ("all nodes failed") keep only the
+	// text of the nodes' errors, so a refusal is told from it here.
+	refused atomic.Pointer[error]
+}
+
+// recordDial wraps a node's dial of a cluster the store opened, to keep
+// refused up to date.
+func (ct *clusterTransport) recordDial(dial func(context.Context) (redis.Conn, error)) func(context.Context) (redis.Conn, error) {
+	return func(ctx context.Context) (redis.Conn, error) {
+		rc, err := dial(ctx)
+		switch {
+		case err == nil:
+			ct.refused.Store(nil)
+		case refusedForGood(err):
+			ct.refused.Store(&err)
+		}
+		return rc, err
+	}
+}
+
+// refusedDial is the error of a call that failed to reach the cluster
+// when its nodes' dials are refused for good (refused): a dial's error,
+// but not ErrConnection; nil otherwise.
+func (ct *clusterTransport) refusedDial(what string) error {
+	if p := ct.refused.Load(); p != nil {
+		return &dialError{err: fmt.Errorf("%s: %w", what, *p), refused: true}
+	}
+	return nil
 }
 
 // clusterNode is one master's lanes.
@@ -129,7 +160,7 @@ func openCluster(rawURL string, cfg config) (*clusterTransport, error) {
 	ct.life, ct.stop = context.WithCancel(context.Background())
 	ct.dialNode = func(addr string) func(context.Context) (redis.Conn, error) {
 		d, _ := dialer(u.NodeURL(addr), cfg)
-		return d
+		return ct.recordDial(d)
 	}
 	// The pools redisc keeps per node read the slot map, and carry the
 	// calls of a pooled store. Their connections' own read timeout is
@@ -141,7 +172,7 @@ func openCluster(rawURL string, cfg config) (*clusterTransport, error) {
 		StartupNodes: u.Addrs,
 		CreatePool: func(addr string, _ ...redis.DialOption) (*redis.Pool, error) {
 			d, _ := dialer(u.NodeURL(addr), meta)
-			return openPool(ct.life, d, cfg), nil
+			return openPool(ct.life, ct.recordDial(d), cfg), nil
 		},
 	}
 	if ct.pipelined {
@@ -288,14 +319,18 @@ func (ct *clusterTransport) do(ctx context.Context, cmd string, args []any) (any
 		}
 		return reply, err
 	}
-	return nil, fmt.Errorf("redis cluster: still redirected after %d tries (slot %d is moving, or its master cannot be reached): %w", clusterTries, slot, err)
+	// A master that cannot be reached sends a pooled call from node to
+	// node: a connection fault, said as one, not as Redis's MOVED.
+	return nil, &connError{fmt.Errorf("connect to redis: the master of slot %d cannot be reached, or the slot is moving (still redirected after %d tries): %w", slot, clusterTries, err)}
 }
 
 // oneLine joins the lines of redisc's errors that list each node's
-// ("redisc: all nodes failed\n...") into one line, for logs.
+// ("redisc: all nodes failed\n...") into one line, for logs, without
+// the "connect to redis: " of each node's dial, which the whole says once.
 func oneLine(err error) error {
-	if msg := err.Error(); strings.Contains(msg, "\n") {
-		return &joinedError{msg: strings.ReplaceAll(strings.TrimSpace(msg), "\n", "; "), err: err}
+	if msg := err.Error(); strings.Contains(msg, "\n") || strings.Contains(msg, "connect to redis: ") {
+		msg = strings.ReplaceAll(strings.TrimSpace(msg), "\n", "; ")
+		return &joinedError{msg: strings.ReplaceAll(msg, "connect to redis: ", ""), err: err}
 	}
 	return err
 }
@@ -372,6 +407,9 @@ func (ct *clusterTransport) viaPool(ctx context.Context, key string, hasKey bool
 			if ct.closed.Load() {
 				return nil, ErrClosed
 			}
+			if err := ct.refusedDial("bind a connection to the slot's master"); err != nil {
+				return nil, err
+			}
 			return nil, dialFailed(oneLine(err))
 		}
 		return sendTimed(ctx, rc, ct.cfg.ioTimeout, cmd, args)
@@ -397,6 +435,9 @@ func sendTimed(ctx context.Context, rc redis.Conn, dflt time.Duration, cmd strin
 	reply, err := redis.DoWithTimeout(rc, timeout, cmd, args...)
 	if retires(err) {
 		retire(rc)
+	}
+	if err != nil && !isReplyError(err) && !ctxEnded(ctx) {
+		err = fmt.Errorf("redis connection lost: %w", err) // as the lanes say it
 	}
 	if err != nil {
 		return nil, ctxErr(ctx, err)
@@ -480,6 +521,9 @@ func (ct *clusterTransport) refreshNow(ctx context.Context) error {
 		if r.err != nil {
 			if ct.closed.Load() {
 				return ErrClosed
+			}
+			if err := ct.refusedDial("read the cluster's slot map"); err != nil {
+				return err
 			}
 			return dialFailed(fmt.Errorf("read the cluster's slot map: %w", oneLine(r.err)))
 		}

@@ -19,8 +19,9 @@ import (
 // marked it failed yet) is a connection fault on every backend: the call
 // could not be carried to Redis. Over a pooled cluster redisc sends a
 // call whose master it cannot dial to another node, which answers MOVED,
-// and the store ends with "still redirected after N tries ... MOVED",
-// which matches redis.Error (Redis's answer) and not ErrConnection.
+// and the store ended with "still redirected after N tries ... MOVED",
+// which matched redis.Error (Redis's answer) and not ErrConnection; it
+// now says "connect to redis: the master of slot N cannot be reached".
 func TestRegress15ClusterMasterDownIsErrConnection(t *testing.T) {
 	needRedis(t)
 	c, err := redisserver.StartCluster(redisserver.ClusterConfig{ReplicasPerMaster: -1, NodeTimeout: 60 * time.Second})

@@ -194,7 +194,15 @@ func (c *conn) sendOn(t transport, ctx context.Context, cmd string, args []any) 
 	if isRedirect(err) && !isCluster(c.t) {
 		return nil, fmt.Errorf("%w (the server is a Redis Cluster node: open the store with a redis+cluster:// URL, or give it a *redisc.Cluster)", err)
 	}
-	return reply, connFault(ctx, describe(err))
+	err = connFault(ctx, describe(err))
+	if errors.Is(err, ErrConnection) && hasBulk(args) {
+		// Redis closes the connection on a value over its limits, often
+		// before its error reply can be read: say so, since sending the
+		// same value again fails the same way. A network fault under a
+		// large value reads the same, so it stays ErrConnection.
+		err = &connError{fmt.Errorf("%w (the call carried a value over %d KiB: Redis closes the connection on one longer than its proto-max-bulk-len, 512 MB by default, or beyond its client-query-buffer-limit, 1 GB)", err, bulkArg>>10)}
+	}
+	return reply, err
 }
 
 // isRedirect says whether err is a cluster node's MOVED or ASK.

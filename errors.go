@@ -77,8 +77,8 @@ var (
 	//   - an empty channel id (at any index of a list), topic or Pikku
 	//     user id;
 	//   - opening data, a session or a state encoding/json cannot encode,
-	//     or JSON nested deeper than 10,000 levels (which Redis's Lua
-	//     cjson could not read back);
+	//     or JSON nested deeper than 10,000 levels (which encoding/json,
+	//     and so the store's reads, cannot read back);
 	//   - TouchChannels on a store without WithChannelTTL;
 	//   - SweepExpiredEvery with an interval that is not > 0;
 	//   - Repair without RepairOptions.ChannelsKeptByChannelStore, or

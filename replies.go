@@ -81,12 +81,6 @@ func classify(err error) replyKind {
 	return answer
 }
 
-// isReply says whether err is Redis's error reply, as redigo returns it.
-func isReply(err error) bool {
-	_, ok := err.(redis.Error)
-	return ok
-}
-
 // isLoading says whether err is the LOADING refusal of a server still
 // reading its dataset: the command was not run.
 func isLoading(err error) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -231,8 +232,10 @@ func dialSock(ctx context.Context, rawURL string, connectTimeout time.Duration, 
 				var ne net.Error
 				if perr = ctxErr(ctx, perr); ctx.Err() != nil || (errors.As(perr, &ne) && ne.Timeout()) {
 					err = fmt.Errorf("no answer from %s to PING: %w", addr, perr)
-				} else {
+				} else if s.bytesRead() == 0 && (errors.Is(perr, io.EOF) || errors.Is(perr, io.ErrUnexpectedEOF) || errors.Is(perr, syscall.ECONNRESET)) {
 					err = fmt.Errorf("PING %s: %w (a server that expects TLS closes the connection at the first plaintext command: for it, use a rediss:// URL)", addr, perr)
+				} else {
+					err = fmt.Errorf("PING %s: %w (is it a Redis server?)", addr, perr)
 				}
 			}
 		}
