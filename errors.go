@@ -50,10 +50,12 @@ var (
 	// it does not have; errors.As finds the redis.Error), or TLS failed
 	// to verify (an unknown CA, another host name, a server without TLS
 	// under rediss://; errors.As finds the crypto/tls or crypto/x509
-	// error). After a dial
-	// failure nothing was sent. Otherwise the call may or may not have
-	// run, each script all or nothing, and every operation is safe to
-	// call again, with the same arguments, to reach the same state:
+	// error).
+	//
+	// After a dial failure nothing was sent. Otherwise the call may or
+	// may not have run, each script all or nothing, and every operation
+	// is safe to call again, with the same arguments, to reach the same
+	// state:
 	// AddChannel (rewrites the same hash; createdAt becomes the later
 	// time), RemoveChannels, SetUserSession, SetPikkuUserID, SetState,
 	// ClearState, Subscribe, TouchChannels, SweepExpired, Repair,

@@ -43,8 +43,8 @@ type config struct {
 	dialOnly        []string // the options given that shape only connections the store dials, by name
 }
 
-// dialOnly records that an option shaping only the connections a store
-// dials itself was given (see Option).
+// dialOnlyOption records that an option shaping only the connections a
+// store dials itself was given (see Option).
 func (c *config) dialOnlyOption(name string) {
 	if !slices.Contains(c.dialOnly, name) {
 		c.dialOnly = append(c.dialOnly, name)
