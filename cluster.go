@@ -436,10 +436,7 @@ func sendTimed(ctx context.Context, rc redis.Conn, dflt time.Duration, cmd strin
 	if retires(err) {
 		retire(rc)
 	}
-	if err != nil && !isReplyError(err) && !ctxEnded(ctx) {
-		err = fmt.Errorf("redis connection lost: %w", err) // as the lanes say it
-	}
-	if err != nil {
+	if err = lostConn(ctx, err); err != nil {
 		return nil, ctxErr(ctx, err)
 	}
 	return reply, nil

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -219,3 +220,13 @@ type plainError struct{ err error }
 
 func (e *plainError) Error() string { return e.err.Error() }
 func (e *plainError) Unwrap() error { return e.err }
+
+// lostConn says a pooled connection's I/O fault as the lanes say theirs,
+// "redis connection lost: ...", leaving Redis's replies and the caller's
+// context (its deadline passed included) as they are.
+func lostConn(ctx context.Context, err error) error {
+	if err == nil || isReplyError(err) || ctxEnded(ctx) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("redis connection lost: %w", err)
+}

@@ -145,52 +145,44 @@ func TestLostConnectionIsErrConnection(t *testing.T) {
 	t.Cleanup(proxy.Close)
 	admin := dialURL(t, srv.URL)
 	defer admin.Close()
-	modes := map[string][]pikkuredis.Option{
-		"auto-pipelined": nil,
-		"owned pool":     {pikkuredis.WithoutAutoPipelining()},
+	// whileBusy opens a store on url with a topic of one channel, then
+	// reads the topic while the server sleeps for a second (DEBUG SLEEP on
+	// admin), calling during (if not nil) 200 ms into the read; it returns
+	// the read's error and checks that the next read works.
+	whileBusy := func(t *testing.T, url string, opts []pikkuredis.Option, during func()) error {
+		hs, err := pikkuredis.OpenEventHubStore(url, append(opts, pikkuredis.WithKeyPrefix(randomPrefix(t)))...)
+		require.NoError(t, err)
+		defer hs.Close()
+		ctx := ctxT(t)
+		_, err = hs.Subscribe(ctx, "news", "c1")
+		require.NoError(t, err)
+		sleeping := make(chan error, 1)
+		go func() { _, err := admin.Do("DEBUG", "SLEEP", "1"); sleeping <- err }()
+		time.Sleep(100 * time.Millisecond)
+		if during != nil {
+			go func() { time.Sleep(200 * time.Millisecond); during() }()
+		}
+		_, readErr := hs.GetChannelIDsForTopic(ctx, "news")
+		require.NoError(t, <-sleeping)
+		ids, err := hs.GetChannelIDsForTopic(ctx, "news")
+		require.NoError(t, err, "the next call dials again")
+		assert.Equal(t, []string{"c1"}, ids)
+		return readErr
 	}
-	for mode, opts := range modes {
+	for mode, opts := range dialModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Run("cut", func(t *testing.T) {
-				hs, err := pikkuredis.OpenEventHubStore(proxy.URL, append(opts, pikkuredis.WithKeyPrefix(randomPrefix(t)))...)
-				require.NoError(t, err)
-				defer hs.Close()
-				ctx := ctxT(t)
-				_, err = hs.Subscribe(ctx, "news", "c1")
-				require.NoError(t, err)
-				// The server is busy for a second; the call waits for its
-				// reply when the connection is cut.
-				sleeping := make(chan error, 1)
-				go func() { _, err := admin.Do("DEBUG", "SLEEP", "1"); sleeping <- err }()
-				time.Sleep(100 * time.Millisecond)
-				go func() { time.Sleep(200 * time.Millisecond); proxy.CloseOpen() }()
-				_, err = hs.GetChannelIDsForTopic(ctx, "news")
-				require.NoError(t, <-sleeping)
+				err := whileBusy(t, proxy.URL, opts, func() { proxy.CloseOpen() })
 				require.Error(t, err)
 				t.Log(err)
 				assert.ErrorIs(t, err, pikkuredis.ErrConnection)
-				ids, err := hs.GetChannelIDsForTopic(ctx, "news")
-				require.NoError(t, err, "the next call dials again")
-				assert.Equal(t, []string{"c1"}, ids)
 			})
 			t.Run("IO timeout", func(t *testing.T) {
-				hs, err := pikkuredis.OpenEventHubStore(srv.URL, append(opts, pikkuredis.WithKeyPrefix(randomPrefix(t)), pikkuredis.WithIOTimeout(200*time.Millisecond))...)
-				require.NoError(t, err)
-				defer hs.Close()
-				ctx := ctxT(t)
-				_, err = hs.Subscribe(ctx, "news", "c1")
-				require.NoError(t, err)
-				sleeping := make(chan error, 1)
-				go func() { _, err := admin.Do("DEBUG", "SLEEP", "1"); sleeping <- err }()
-				time.Sleep(100 * time.Millisecond)
-				_, err = hs.GetChannelIDsForTopic(ctx, "news")
-				require.NoError(t, <-sleeping)
+				err := whileBusy(t, srv.URL, append(opts, pikkuredis.WithIOTimeout(200*time.Millisecond)), nil)
 				require.Error(t, err)
 				t.Log(err)
 				assert.ErrorIs(t, err, pikkuredis.ErrConnection)
 				assert.NotErrorIs(t, err, context.DeadlineExceeded, "the IO timeout, not the caller's context")
-				_, err = hs.GetChannelIDsForTopic(ctx, "news")
-				require.NoError(t, err, "the next call dials again")
 			})
 		})
 	}

@@ -173,9 +173,7 @@ func (p *poolTransport) do(ctx context.Context, cmd string, args []any) (any, er
 	}
 	defer rc.Close()
 	reply, err := do(ctx, rc, cmd, args...)
-	if err != nil && !isReplyError(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("redis connection lost: %w", err) // as the lanes say it
-	}
+	err = lostConn(ctx, err)
 	if retires(err) {
 		// redigo keeps a connection that got an error reply, and the
 		// pool would hand it to the next call: on the wrong server, or

@@ -159,13 +159,9 @@ func describe(err error) error {
 }
 
 // isConnFault says whether err is a connection fault (conn.sendOn said
-// it as one: ErrConnection), or a dial's failure, so that a script's name
-// is not put before it.
+// every one as ErrConnection), or a dial's failure, so that a script's
+// name is not put before it.
 func isConnFault(err error) bool {
-	switch err.(type) {
-	case *retiredError, *notRun, *notSent:
-		return true
-	}
 	var dial *dialError
 	return errors.Is(err, ErrConnection) || errors.As(err, &dial)
 }
