@@ -158,10 +158,14 @@ func describe(err error) error {
 	return err
 }
 
-// isConnFault says whether err is a connection fault (conn.sendOn said
-// every one as ErrConnection), or a dial's failure, so that a script's
-// name is not put before it.
+// isConnFault says whether err is a connection fault (describe's or a
+// lane's, as conn.sendOn says each: ErrConnection), or a dial's failure,
+// so that a script's name is not put before it.
 func isConnFault(err error) bool {
+	switch err.(type) {
+	case *retiredError, *notRun, *notSent:
+		return true
+	}
 	var dial *dialError
 	return errors.Is(err, ErrConnection) || errors.As(err, &dial)
 }
