@@ -631,7 +631,18 @@ func (ct *clusterTransport) close() error {
 		go func() { defer wg.Done(); n.lanes.close() }()
 	}
 	wg.Wait()
+	// A read of the slot map under way (startRefresh, which starts no new
+	// one once closed is set) uses the store's cluster's pools: redigo's Pool.Close
+	// races with a Get on a pool it has not used yet, so it ends first.
+	// Its dials end with ct.life, stopped above; a read on a connection it
+	// has takes at most ClusterTimeout.
 	if ct.owned {
+		ct.refreshMu.Lock()
+		r := ct.refreshing
+		ct.refreshMu.Unlock()
+		if r != nil {
+			<-r.done
+		}
 		if err := ct.cluster.Close(); err != nil {
 			return fmt.Errorf("pikkuredis: close cluster: %w", err)
 		}
